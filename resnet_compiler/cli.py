@@ -1,0 +1,174 @@
+"""`resnet-compile`: check, emit, verify and train from a spec.
+
+Exit codes: 0 success, 2 invalid spec or usage, 1 verification mismatch or runtime failure.
+Errors print one line each (`file:line: spec.path: problem`), never a traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import SpecError, UsageError, VerificationError
+
+EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so usage errors share the error path."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def compile_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="resnet-compile", description=(
+        "Compile a ResNet-family spec (YAML/JSON) into a shape-checked graph, PyTorch source or "
+        "ONNX. Other commands: `resnet-compile schema` prints the spec's JSON Schema; "
+        "`resnet-compile train SPEC ...` trains the network (see `resnet-compile train --help`)."))
+    p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
+    p.add_argument("--check", action="store_true",
+                   help="validate and print the per-layer table and totals (needs no torch)")
+    p.add_argument("--emit", choices=EMIT_FORMATS,
+                   help="torch: PyTorch source; onnx: ONNX model; graph: node-link JSON; "
+                        "dot: Graphviz; summary: the --check table")
+    p.add_argument("-o", "--output", help="output file (default: stdout for text formats)")
+    p.add_argument("--weights", help="state_dict checkpoint (.pt/.pth via torch.load("
+                                     "weights_only=True), or .safetensors) for onnx / --verify")
+    p.add_argument("--opset", type=_positive, help="ONNX opset (default: the newest the "
+                                                    "installed onnxruntime runs)")
+    p.add_argument("--no-fold-bn", action="store_true",
+                   help="keep BatchNormalization nodes instead of folding them into convs")
+    p.add_argument("--batch", type=_positive,
+                   help="fixed batch size for ONNX (default: dynamic); batch for --verify")
+    p.add_argument("--verify", action="store_true",
+                   help="run the PyTorch module and the ONNX model on the same inputs and "
+                        "compare (exit 1 on mismatch)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="torch device for --verify (default: cpu)")
+    p.add_argument("--max-params", type=_positive, default=None,
+                   help="refuse networks with more parameters (default: 4e9)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _emit_text_or_file(text: str, output: str | None) -> None:
+    if output:
+        from .outputs import write_atomic
+        write_atomic(output, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _run_compile(argv: Sequence[str]) -> int:
+    args = compile_parser().parse_args(argv)
+    if not (args.check or args.emit or args.verify):
+        raise UsageError("resnet-compile: nothing to do; give --check, --emit FORMAT or --verify")
+    if args.emit == "onnx" and not args.output:
+        raise UsageError("resnet-compile: --emit onnx needs -o FILE (ONNX is binary)")
+    if args.output:
+        from .outputs import check_output_path
+        check_output_path(args.output)
+    if args.weights and not (args.emit == "onnx" or args.verify):
+        raise UsageError("resnet-compile: --weights is used by --emit onnx and --verify")
+
+    from .compiler import compile as compile_spec
+    from .graph import DEFAULT_MAX_PARAMS
+    net = compile_spec(args.spec, max_params=args.max_params or DEFAULT_MAX_PARAMS)
+
+    if args.check:
+        sys.stdout.write(net.summary())
+    if args.emit == "summary":
+        _emit_text_or_file(net.summary(), args.output)
+    elif args.emit == "torch":
+        _emit_text_or_file(net.to_torch_source(), args.output)
+    elif args.emit == "graph":
+        text = net.to_dot() if args.output and args.output.endswith((".dot", ".gv")) \
+            else net.to_graph_json()
+        _emit_text_or_file(text, args.output)
+    elif args.emit == "dot":
+        _emit_text_or_file(net.to_dot(), args.output)
+    elif args.emit == "onnx":
+        net.to_onnx(args.output, weights=args.weights, opset=args.opset,
+                    fold_bn=not args.no_fold_bn, batch=args.batch)
+        print(f"wrote {args.output}", file=sys.stderr)
+    if args.verify:
+        from .verify import verify
+        report = verify(net, weights=args.weights, batch=args.batch or 2, device=args.device,
+                        opset=args.opset, fold_bn=not args.no_fold_bn)
+        print(report.format())
+        if not report.ok:
+            raise VerificationError("torch and onnxruntime disagree beyond the tolerance")
+    return 0
+
+
+def _run_schema(argv: Sequence[str]) -> int:
+    p = _Parser(prog="resnet-compile schema",
+                description="Print the JSON Schema of the spec language (for editors).")
+    p.add_argument("-o", "--output", help="write to a file instead of stdout")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    import json
+
+    from .spec import json_schema
+    _emit_text_or_file(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n", args.output)
+    return 0
+
+
+def _run_train(argv: Sequence[str]) -> int:
+    from .train import main as train_main
+    return train_main(list(argv))
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"schema": _run_schema, "train": _run_train}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    command = COMMANDS.get(argv[0]) if argv else None
+    run = (lambda: command(argv[1:])) if command else (lambda: _run_compile(argv))
+    try:
+        return run()
+    except SystemExit as e:  # --help and argparse's own exits
+        return e.code if isinstance(e.code, int) else 0
+    except SpecError as e:
+        if debug:
+            raise
+        for line in e.format_lines():
+            print(line, file=sys.stderr)
+        return 2
+    except UsageError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except VerificationError as e:
+        if debug:
+            raise
+        print(f"verification failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a runtime failure: one line, the traceback only with --debug
+        if debug:
+            raise
+        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def entry_point() -> None:
+    sys.exit(main())

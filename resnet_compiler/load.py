@@ -1,0 +1,230 @@
+"""Safe, line-aware loading of YAML and JSON specs.
+
+YAML is composed with PyYAML's safe composer and turned into plain data by a walker of our own, so
+that limits (size, depth, node count after alias expansion) hold before anything else looks at
+the data, duplicate keys are errors, and no tag outside plain YAML is ever constructed. Every value
+keeps the line it came from, so later stages can point users at `file:line`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SpecError
+
+MAX_SPEC_BYTES = int(os.environ.get("RESNET_COMPILER_MAX_SPEC_BYTES", 1 << 20))
+MAX_DEPTH = 40
+MAX_NODES = 100_000
+
+PathT = tuple[str | int, ...]
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+}
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """('stages', 1, 'channels') -> 'stages[1].channels'."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class Document:
+    """Plain data from a spec file plus the line of every value in it."""
+
+    data: Any
+    source: str = "<spec>"
+    lines: dict[PathT, int] = field(default_factory=dict)
+
+    def line_of(self, path: Iterable[str | int]) -> int | None:
+        """The line of `path`, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while True:
+            if p in self.lines:
+                return self.lines[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+    def error(self, path: Iterable[str | int], message: str) -> SpecError:
+        path = tuple(path)
+        return SpecError.single(format_path(path), message, self.source, self.line_of(path))
+
+
+def load_file(path: str | os.PathLike[str]) -> Document:
+    """Read a spec file with all the limits applied; raises SpecError for anything wrong."""
+    source = str(path)
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise SpecError.single("", "is a directory, not a spec file", source)
+        size = p.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError.single("", f"file is {size} bytes; specs are limited to "
+                                       f"{MAX_SPEC_BYTES} bytes", source)
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise SpecError.single("", "no such spec file", source) from None
+    except PermissionError:
+        raise SpecError.single("", "cannot read the spec file: permission denied", source) from None
+    except OSError as e:
+        raise SpecError.single("", f"cannot read the spec file: {e.strerror or e}", source) from None
+    return load_bytes(raw, source, json_format=p.suffix.lower() == ".json")
+
+
+def load_bytes(raw: bytes, source: str = "<spec>", json_format: bool = False) -> Document:
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError.single("", f"spec is {len(raw)} bytes; the limit is {MAX_SPEC_BYTES}", source)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise SpecError.single("", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})",
+                               source, line) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return load_text(text, source, json_format)
+
+
+def load_text(text: str, source: str = "<spec>", json_format: bool = False) -> Document:
+    if "\x00" in text:
+        raise SpecError.single("", "file contains NUL bytes; not a text spec", source,
+                               text[: text.index("\x00")].count("\n") + 1)
+    if json_format:
+        data = _load_json(text, source)
+        try:
+            lines = _YamlWalker(source).lines_only(text)
+        except (SpecError, yaml.YAMLError, RecursionError):
+            lines = {}
+        return Document(data, source, lines)
+    walker = _YamlWalker(source)
+    data = walker.load(text)
+    return Document(data, source, walker.lines)
+
+
+def _load_json(text: str, source: str) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                raise SpecError.single(k, "duplicate key", source)
+            out[k] = v
+        return out
+
+    def no_constants(name: str) -> Any:
+        raise SpecError.single("", f"{name} is not a valid number in a spec", source)
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs, parse_constant=no_constants)
+    except json.JSONDecodeError as e:
+        raise SpecError.single("", f"JSON syntax error: {e.msg} (column {e.colno})", source,
+                               e.lineno) from None
+    except RecursionError:
+        raise SpecError.single("", f"nested deeper than {MAX_DEPTH} levels", source) from None
+    _check_depth(data, source)
+    return data
+
+
+def _check_depth(data: Any, source: str) -> None:
+    stack = [(data, 0)]
+    count = 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise SpecError.single("", f"nested deeper than {MAX_DEPTH} levels", source)
+        if count > MAX_NODES:
+            raise SpecError.single("", f"more than {MAX_NODES} values", source)
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+class _YamlWalker:
+    """Turns a composed YAML node tree into plain data under explicit limits."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: dict[PathT, int] = {}
+        self.count = 0
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def _compose(self, text: str) -> yaml.Node | None:
+        loader = yaml.SafeLoader(text)
+        try:
+            return loader.get_single_node()
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            line = mark.line + 1 if mark else None
+            what = e.problem or e.context or "syntax error"
+            raise SpecError.single("", f"YAML syntax error: {what}", self.source, line) from None
+        except yaml.YAMLError as e:
+            raise SpecError.single("", f"YAML error: {e}", self.source) from None
+        except RecursionError:
+            raise SpecError.single("", f"nested deeper than {MAX_DEPTH} levels", self.source) from None
+        finally:
+            loader.dispose()
+
+    def load(self, text: str) -> Any:
+        node = self._compose(text)
+        if node is None:
+            raise SpecError.single("", "the spec is empty", self.source, 1)
+        return self._walk(node, (), 0)
+
+    def lines_only(self, text: str) -> dict[PathT, int]:
+        node = self._compose(text)
+        if node is not None:
+            self._walk(node, (), 0)
+        return self.lines
+
+    def _fail(self, node: yaml.Node, path: PathT, message: str) -> SpecError:
+        return SpecError.single(format_path(path), message, self.source, node.start_mark.line + 1)
+
+    def _walk(self, node: yaml.Node, path: PathT, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self._fail(node, path, f"more than {MAX_NODES} values after expanding aliases"
+                                         " (an alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise self._fail(node, path, f"nested deeper than {MAX_DEPTH} levels")
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != "tag:yaml.org,2002:map":
+                raise self._fail(node, path, f"YAML tag {node.tag!r} is not allowed in a spec")
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise self._fail(key_node, path, "YAML merge keys (<<) are not supported")
+                key = self._walk(key_node, path, depth + 1)
+                if not isinstance(key, str):
+                    raise self._fail(key_node, path, f"keys must be strings, not {key!r}")
+                if key in out:
+                    raise self._fail(key_node, (*path, key), "duplicate key")
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self._walk(value_node, (*path, key), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                raise self._fail(node, path, f"YAML tag {node.tag!r} is not allowed in a spec")
+            return [self._walk(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
+        if node.tag not in _SCALAR_TAGS:
+            raise self._fail(node, path, f"YAML tag {node.tag!r} is not allowed in a spec")
+        try:
+            return self.constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError) as e:
+            raise self._fail(node, path, f"bad value {node.value!r}: {e}") from None

@@ -1,0 +1,384 @@
+"""The spec language: pydantic models, validation, and friendly error messages.
+
+A spec names an input, a stem (a list of ops), stages of residual blocks and a head. Blocks and
+shortcuts are templates written in the same op language, so the built-in ones (`blocks.yaml`)
+and a user's own are handled by one mechanism.
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+import hashlib
+import json
+import keyword
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
+
+from .errors import Problem, SpecError
+from .expr import Expr, ExprError
+from .load import Document, format_path
+
+# Attribute names an nn.Module already has, plus names the generated code uses itself.
+RESERVED_NAMES = frozenset({
+    "training", "forward", "state_dict", "load_state_dict", "parameters", "named_parameters",
+    "buffers", "named_buffers", "children", "named_children", "modules", "named_modules", "apply",
+    "cuda", "cpu", "to", "type", "float", "double", "half", "bfloat16", "eval", "train",
+    "zero_grad", "share_memory", "extra_repr", "register_buffer", "register_parameter",
+    "register_module", "add_module", "get_submodule", "get_parameter", "get_buffer",
+    "requires_grad_", "reset_parameters", "compile", "dump_patches", "call_super_init",
+    "downsample", "add", "self", "x", "out", "shortcut", "nn", "torch", "super",
+})
+PREDEFINED_VARIABLES = ("in_channels", "channels", "stride", "out_channels")
+MAX_NAME_LENGTH = 64
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value) or len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{value[:80]!r} is not a valid name: use letters, digits and _, starting"
+                         f" with a letter, at most {MAX_NAME_LENGTH} characters")
+    if keyword.iskeyword(value) or value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is reserved; choose another name")
+    return value
+
+
+def _variable(value: str) -> str:
+    _identifier(value)
+    if value in PREDEFINED_VARIABLES or hasattr(builtins, value):
+        raise ValueError(f"{value!r} is a predefined or builtin name; choose another")
+    return value
+
+
+def _expression(value: str) -> str:
+    try:
+        return Expr(value).source
+    except ExprError as e:
+        raise ValueError(str(e)) from None
+
+
+def _class_name(value: str) -> str:
+    _identifier(value)
+    if not value[0].isupper():
+        raise ValueError(f"class name {value!r} must start with an upper-case letter")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Variable = Annotated[str, AfterValidator(_variable)]
+ExprText = Annotated[str, AfterValidator(_expression)]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+Size = Union[PositiveInt, ExprText]  # noqa: UP007  (pydantic needs the Union spelling here)
+Offset = Union[NonNegativeInt, ExprText]  # noqa: UP007
+ParamValue = Union[StrictBool, StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]]  # noqa: UP007
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Op(_Model):
+    name: Identifier | None = Field(None, description="Module name in the generated code.")
+    when: ExprText | None = Field(None, description="Include the op only if this is true.")
+
+
+class Conv(_Op):
+    """2-D convolution. `padding` defaults to dilation * (kernel - 1) // 2 ('same' for stride 1)."""
+
+    op: Literal["conv"]
+    channels: Size
+    kernel: Size
+    stride: Size = 1
+    padding: Offset | None = None
+    dilation: Size = 1
+    groups: Size = 1
+    bias: StrictBool | None = Field(None, description="Default: defaults.conv_bias.")
+
+
+class BatchNorm(_Op):
+    """Batch normalisation over the current channels."""
+
+    op: Literal["bn"]
+    eps: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-5
+    momentum: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.1
+
+
+class ReLU(_Op):
+    op: Literal["relu"]
+
+
+class MaxPool(_Op):
+    """Max pooling; `stride` defaults to `kernel`, `padding` to kernel // 2."""
+
+    op: Literal["maxpool"]
+    kernel: Size
+    stride: Size | None = None
+    padding: Offset | None = None
+    ceil_mode: StrictBool = False
+
+
+class AvgPool(_Op):
+    """Average pooling; `stride` defaults to `kernel`, `padding` to 0."""
+
+    op: Literal["avgpool"]
+    kernel: Size
+    stride: Size | None = None
+    padding: Offset = 0
+    ceil_mode: StrictBool = False
+    count_include_pad: StrictBool = True
+
+
+class SqueezeExcite(_Op):
+    """Squeeze-and-excitation: pool, 1x1 conv to `channels`, ReLU, 1x1 conv back, sigmoid gate."""
+
+    op: Literal["se"]
+    channels: Size
+
+
+Op = Annotated[Union[Conv, BatchNorm, ReLU, MaxPool, AvgPool, SqueezeExcite],  # noqa: UP007
+               Field(discriminator="op")]
+OP_KINDS = ("conv", "bn", "relu", "maxpool", "avgpool", "se")
+
+
+class Input(_Model):
+    channels: PositiveInt
+    height: PositiveInt
+    width: PositiveInt
+
+
+class Block(_Model):
+    """A residual block template: branch, optional projection shortcut, add, then `post`."""
+
+    class_name: Annotated[str, AfterValidator(_class_name)] | None = Field(
+        None, description="Class name in the generated code.")
+    params: dict[Variable, ParamValue] = Field(
+        default_factory=dict, description="Parameters with defaults; stages may override them.")
+    vars: dict[Variable, ExprText] = Field(
+        default_factory=dict, description="Derived values, computed in order.")
+    out_channels: Size = "channels"
+    branch: Annotated[list[Op], Field(min_length=1)]
+    shortcut: Identifier = Field("conv_bn", description="Projection used when the shape changes.")
+    projection_from: Identifier | None = Field(
+        None, description="Branch op whose output feeds the projection (pre-activation nets).")
+    post: list[Op] = Field(default_factory=list, description="Ops after the add.")
+
+
+class Stage(BaseModel):
+    """`depth` blocks; the first has `stride`. Extra keys set the block's params."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    block: Identifier
+    depth: PositiveInt
+    channels: PositiveInt
+    stride: PositiveInt = 1
+    name: Identifier | None = Field(None, description="Default: layer1, layer2, ...")
+    shortcut: Identifier | None = None
+
+
+class Defaults(BaseModel):
+    """Spec-wide settings; extra keys set block params for every stage."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    conv_bias: StrictBool = False
+    zero_init_last_bn: StrictBool = False
+    shortcut: Identifier | None = None
+
+
+class Head(_Model):
+    pre: list[Op] = Field(default_factory=list, description="Ops before pooling.")
+    pool: Literal["avg", "max"] = "avg"
+    dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+    fc: Identifier = "fc"
+
+
+class Library(_Model):
+    """Named block and shortcut templates (the built-ins, or a spec's own)."""
+
+    blocks: dict[Identifier, Block] = Field(default_factory=dict)
+    shortcuts: dict[Identifier, Annotated[list[Op], Field(min_length=1)]] = Field(
+        default_factory=dict)
+
+
+class Spec(Library):
+    """A whole network."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$", max_length=MAX_NAME_LENGTH)]
+    input: Input
+    num_classes: PositiveInt
+    defaults: Defaults = Defaults()
+    stem: list[Op] = Field(default_factory=list)
+    stages: Annotated[list[Stage], Field(min_length=1)]
+    head: Head = Head()
+
+    def sha256(self) -> str:
+        """Hash of the normalised spec: the same network gives the same hash."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "resnet-spec.schema.json"
+    schema["title"] = "resnet-compiler spec"
+    return schema
+
+
+def _known_keys(model: type[BaseModel], data: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at `loc`, for did-you-mean suggestions."""
+    node: Any = model
+    value = data
+    for part in loc[:-1]:
+        if isinstance(value, (dict, list)):
+            try:
+                value = value[part]
+            except (KeyError, IndexError, TypeError):
+                value = None
+        if isinstance(part, str) and part in OP_KINDS:
+            node = _OP_MODELS[part]
+            continue
+        if node is None or isinstance(part, int):
+            continue
+        if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = _model_of(node.model_fields[part].annotation)
+        else:
+            node = None
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+_OP_MODELS: dict[str, type[BaseModel]] = {
+    "conv": Conv, "bn": BatchNorm, "relu": ReLU, "maxpool": MaxPool, "avgpool": AvgPool,
+    "se": SqueezeExcite,
+}
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside list[...]/dict[..., ...]/Optional[...] annotations."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    meta = getattr(annotation, "__metadata__", None)
+    if meta is not None:
+        return _model_of(annotation.__origin__)
+    return None
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's markers for union members ('int', 'function-after[...]', op tags)."""
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(part, str):
+            if part in _TYPE_MARKERS or part.startswith(("function-", "constrained-")):
+                continue
+            if part in OP_KINDS and out and isinstance(out[-1], int):
+                continue
+        out.append(part)
+    return tuple(out)
+
+
+_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]"})
+
+
+def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
+             loc: tuple[Any, ...]) -> str:
+    kind = err["type"]
+    raw_loc = err["loc"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        known = _known_keys(model, doc.data, raw_loc)
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (
+            f"; expected one of: {', '.join(known)}" if known else "")
+        return f"unknown key {key!r}{hint}"
+    if kind == "missing":
+        return f"missing required key {str(loc[-1])!r}"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "?")
+        close = difflib.get_close_matches(str(tag), OP_KINDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown op {tag!r} (ops: {', '.join(OP_KINDS)}){hint}"
+    if kind == "union_tag_not_found":
+        return f"each op needs an 'op' key ({', '.join(OP_KINDS)})"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    msg = err["msg"]
+    if kind in ("int_type", "int_from_float") or (kind.startswith("int") and "integer" in msg):
+        msg = "must be a whole number"
+    elif kind == "literal_error":
+        msg = msg.replace("Input should be", "must be")
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    else:
+        msg = msg.replace("Input should be", "must be")
+    return f"{msg} (got {shown})"
+
+
+def validate(doc: Document, model: type[BaseModel] = Spec) -> Any:
+    """Validate plain data against `model`; every problem becomes one `file:line: path:` line."""
+    if not isinstance(doc.data, dict):
+        raise SpecError.single("", f"a spec must be a mapping of keys, not {type(doc.data).__name__}",
+                               doc.source, 1)
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as e:
+        problems = []
+        seen = set()
+        for err in _dedupe_unions(e.errors()):
+            loc = _clean_loc(err["loc"])
+            msg = _message(err, model, doc, loc)
+            key = (loc, msg)
+            if key in seen:
+                continue
+            seen.add(key)
+            problems.append(Problem(format_path(loc), msg, doc.line_of(loc)))
+        raise SpecError(problems, doc.source) from None
+
+
+def _dedupe_unions(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A value failing `int | expression` yields two errors; keep the one that explains most."""
+    by_loc: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    order = []
+    for err in errors:
+        loc = _clean_loc(err["loc"])
+        if loc not in by_loc:
+            order.append(loc)
+        by_loc.setdefault(loc, []).append(err)
+    out = []
+    for loc in order:
+        errs = by_loc[loc]
+        if len(errs) == 1:
+            out.append(errs[0])
+            continue
+        value_errors = [e for e in errs if e["type"] in ("value_error", "greater_than",
+                                                          "greater_than_equal")]
+        if value_errors:
+            out.append(value_errors[0])
+        elif any(e["type"] in ("int_type", "string_type") for e in errs):
+            first = dict(errs[0])
+            value = first.get("input")
+            first["type"] = "value_error"
+            first["msg"] = (f"must be a whole number or an expression, not "
+                            f"{type(value).__name__}")
+            out.append(first)
+        else:
+            out.append(errs[0])
+    return out
