@@ -7,6 +7,8 @@ the code reads like torchvision's `resnet.py` while staying a pure function of t
 
 from __future__ import annotations
 
+import re
+import textwrap
 from typing import Any
 
 import networkx as nx
@@ -14,6 +16,58 @@ import networkx as nx
 from ..expr import Expr
 
 INDENT = "    "
+WIDTH = 99
+
+
+def _split_args(text: str) -> list[str]:
+    """Split call arguments at top-level commas (the code is ours: no strings with commas)."""
+    args, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+    if text[start:].strip():
+        args.append(text[start:].strip())
+    return args
+
+
+def _wrap(line: str) -> list[str]:
+    """Break an over-long call or def line after its opening parenthesis, black-style."""
+    if len(line) <= WIDTH or "(" not in line:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    start = line.index("(")
+    depth = 0
+    for end in range(start, len(line)):
+        depth += {"(": 1, ")": -1}.get(line[end], 0)
+        if depth == 0:
+            break
+    out, current = [line[: start + 1]], indent + INDENT
+    for arg in _split_args(line[start + 1: end]):
+        piece = arg + ","
+        if len(current) + len(piece) > WIDTH and current.strip():
+            out.append(current.rstrip())
+            current = indent + INDENT
+        current += piece + " "
+    out += [current.rstrip(), indent + line[end:]]
+    return out
+
+
+def _lines(lines: list[str]) -> str:
+    return "\n".join(part for line in lines for part in _wrap(line))
+
+
+def _docstring(text: str, indent: str) -> list[str]:
+    """A docstring that fits the width: one line if it can, else wrapped."""
+    one = f'{indent}"""{text}"""'
+    if len(one) <= WIDTH:
+        return [one]
+    body = textwrap.wrap(text, WIDTH - len(indent) - 3)
+    return [f'{indent}"""{body[0]}', *[indent + b for b in body[1:]], f'{indent}"""']
 _DEFAULTS = {"stride": "1", "padding": "0", "dilation": "1", "groups": "1"}
 
 
@@ -147,20 +201,20 @@ def _block_class(rec: dict[str, Any]) -> str:
         forward.append(f"out = self.{entry['name']}(out)")
     forward.append("return out")
 
-    doc = f'"""The {rec["kind"]!r} block: {_describe(rec)}."""'
-    lines = [f"class {rec['class_name']}(nn.Module):", f"{INDENT}{doc}", ""]
+    lines = [f"class {rec['class_name']}(nn.Module):",
+             *_docstring(f"The {rec['kind']!r} block: {_describe(rec)}.", INDENT), ""]
     lines.append(f"{INDENT}def __init__({', '.join(signature)}) -> None:")
     lines += [f"{INDENT * 2}{line}" for line in body]
     lines += ["", f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:"]
     lines += [f"{INDENT * 2}{line}" for line in forward]
-    return "\n".join(lines)
+    return _lines(lines)
 
 
 def _describe(rec: dict[str, Any]) -> str:
     branch = "-".join(e["op"] + (f"{e['kernel']}x{e['kernel']}" if e["op"] == "conv" and
                                   not _names_in(e["kernel"]) else "") for e in rec["branch"])
     post = "-".join(e["op"] for e in rec["post"])
-    text = f"{branch}, plus the input ({rec['shortcut']} projection when the shape changes)"
+    text = f"{branch} plus a shortcut ({rec['shortcut']} when the shape changes)"
     return text + (f", then {post}" if post else "")
 
 
@@ -180,13 +234,18 @@ _FAMILY_SPELLING = (("seresnext", "SEResNeXt"), ("seresnet", "SEResNet"), ("resn
 
 
 def _class_name(name: str, taken: set[str]) -> str:
+    """CamelCase from the spec name: resnet18_fashion_mnist -> ResNet18FashionMnist."""
     for prefix, spelled in _FAMILY_SPELLING:
         if name.lower().startswith(prefix):
             name = spelled + name[len(prefix):]
             break
-    base = "".join(c if c.isalnum() else "_" for c in name)
-    base = base[0].upper() + base[1:]
-    while base in taken or base in ("nn", "torch"):
+    base = ""
+    for part in re.split(r"[^A-Za-z0-9]+", name):
+        if not part:
+            continue
+        glue = "_" if base[-1:].isdigit() and part[0].isdigit() else ""
+        base += glue + part[0].upper() + part[1:]
+    while base in taken or base in ("nn", "torch", "I", "O"):  # I, O: ambiguous names (E742)
         base += "Model"
     return base
 
@@ -293,5 +352,5 @@ def emit_torch(graph: nx.DiGraph) -> str:
         f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:",
         *[f"{INDENT * 2}{line}" for line in forward],
     ]
-    parts.append("\n".join(model))
+    parts.append(_lines(model))
     return "\n\n\n".join(parts) + "\n"

@@ -1,0 +1,68 @@
+"""Shared helpers for the tests: realistic BatchNorm statistics, shape hooks, CLI runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "spec").glob("*.yaml"))
+EXAMPLE_SPECS = sorted((ROOT / "examples").rglob("*.yaml"))
+
+# name: (parameters, GMACs as torchvision publishes them)
+TORCHVISION = {
+    "resnet18": (11_689_512, 1.814),
+    "resnet34": (21_797_672, 3.664),
+    "resnet50": (25_557_032, 4.089),
+    "resnet101": (44_549_160, 7.801),
+    "resnet152": (60_192_808, 11.514),
+    "resnext50_32x4d": (25_028_904, 4.23),
+    "resnext101_32x8d": (88_791_336, 16.414),
+    "wide_resnet50_2": (68_883_240, 11.398),
+}
+TIMM = ("resnet50d", "seresnet50", "resnetv2_50")
+
+
+def realistic_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial BatchNorm statistics, so eval-mode activations stay finite and comparisons
+    mean something (fresh statistics are identity and activations grow layer by layer)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+                m.weight.copy_(torch.rand(n, generator=g) * 0.4 + 0.3)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return model
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = torch.as_tensor(a).float(), torch.as_tensor(b).float()
+    return float((a - b).abs().max() / max(1.0, float(a.abs().max())))
+
+
+def module_shapes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Output shape (without batch) of every named module on input `x`."""
+    seen: dict[str, tuple[int, ...]] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, o, n=n: seen.__setitem__(n, tuple(o.shape[1:])))
+               for n, m in model.named_modules() if n]
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def run_cli(*args: object, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """The real console script, in a fresh process."""
+    exe = Path(sys.executable).with_name("resnet-compile")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=timeout)
