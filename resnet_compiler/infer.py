@@ -1,0 +1,145 @@
+"""Inference with onnxruntime: open an emitted model on the best working device and classify.
+
+onnxruntime-gpu lists CUDAExecutionProvider even where no GPU or CUDA library exists, and then
+prints errors when a session tries it. So CUDA is tried only when the provider is listed and a
+CUDA driver reports a device, with onnxruntime's logging silenced, and the session is kept only
+if CUDA really is its first provider; otherwise the CPU provider is used, quietly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@lru_cache(maxsize=1)
+def cuda_device_present() -> bool:
+    """Whether a CUDA driver is installed and sees at least one device (no CUDA toolkit needed)."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    try:
+        return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 \
+            and count.value > 0
+    except AttributeError:
+        return False
+
+
+def _options(threads: int | None, quiet: bool) -> Any:
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 4 if quiet else 3
+    if threads:
+        so.intra_op_num_threads = threads
+    return so
+
+
+def _model_source(model: str | os.PathLike[str] | bytes) -> str | bytes:
+    if isinstance(model, bytes):
+        return model
+    p = Path(model)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such ONNX file")
+    return str(p)
+
+
+def open_session(model: str | os.PathLike[str] | bytes, device: str = "auto",
+                 threads: int | None = None) -> Any:
+    """An onnxruntime.InferenceSession on CUDA when asked for (or, with "auto", when it works),
+    else on CPU. `model` is a path or serialized bytes; `threads` sets intra_op_num_threads."""
+    import onnxruntime as ort
+    if device not in DEVICES:
+        raise UsageError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
+    source = _model_source(model)
+    want_cuda = device in ("auto", "cuda") and CUDA in ort.get_available_providers() \
+        and cuda_device_present()
+    if device == "cuda" and not want_cuda:
+        raise UsageError("CUDA is not available to onnxruntime on this machine")
+    try:
+        if want_cuda:
+            ort.set_default_logger_severity(4)  # a failing CUDA load would print errors
+            session = ort.InferenceSession(source, _options(threads, True), providers=[CUDA, CPU])
+            ort.set_default_logger_severity(2)
+            if session.get_providers()[0] == CUDA:
+                return session
+            if device == "cuda":
+                raise UsageError("CUDA is not available to onnxruntime on this machine")
+        return ort.InferenceSession(source, _options(threads, False), providers=[CPU])
+    except UsageError:
+        raise
+    except Exception as e:  # onnxruntime raises its own types for unreadable models
+        where = "the model" if isinstance(source, bytes) else source
+        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{where}: onnxruntime cannot load it ({line[:200]})") from None
+
+
+def session_device(session: Any) -> str:
+    """'cuda' or 'cpu': where the session runs."""
+    return "cuda" if session.get_providers()[0] == CUDA else "cpu"
+
+
+def as_images(images: Any) -> np.ndarray:
+    """NCHW float32 numpy from numpy or torch (a single CHW image gains a batch axis)."""
+    if hasattr(images, "detach"):
+        images = images.detach().cpu().float().numpy()
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise UsageError(f"images must be NCHW (or CHW), got shape {tuple(x.shape)}")
+    return np.ascontiguousarray(x)
+
+
+def predict_logits(session: Any, images: Any) -> np.ndarray:
+    """The model's logits (N, num_classes) for a batch of images."""
+    x = as_images(images)
+    inp = session.get_inputs()[0]
+    want = inp.shape[1:]
+    if any(isinstance(w, int) and w != g for w, g in zip(want, x.shape[1:], strict=True)):
+        raise UsageError(f"images are {tuple(x.shape[1:])}, the model takes {tuple(want)}")
+    batch = inp.shape[0]
+    if isinstance(batch, int) and batch != x.shape[0]:
+        raise UsageError(f"the model has a fixed batch of {batch}, got {x.shape[0]} images")
+    return session.run(None, {inp.name: x})[0]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Classification:
+    """Softmax probabilities of every class, and the top-k classes per image (best first)."""
+
+    probs: np.ndarray
+    top_indices: np.ndarray
+    top_probs: np.ndarray
+
+    def labels(self, names: list[str]) -> list[list[str]]:
+        """The top-k class names per image, given the list of class names."""
+        return [[names[i] for i in row] for row in self.top_indices]
+
+
+def classify(session: Any, images: Any, top_k: int = 5) -> Classification:
+    """Probabilities and the `top_k` most likely classes for each image."""
+    probs = softmax(predict_logits(session, images).astype(np.float64))
+    k = max(1, min(top_k, probs.shape[1]))
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return Classification(probs.astype(np.float32), top,
+                          np.take_along_axis(probs, top, axis=1).astype(np.float32))

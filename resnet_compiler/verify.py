@@ -1,0 +1,205 @@
+"""Cross-runtime verification: the emitted PyTorch module and the emitted ONNX model, given the
+same weights and inputs, must compute the same function, and every shape the graph inferred must
+equal torch's actual shape and ONNX shape inference's.
+
+Tolerance: max|a - b| <= 1e-4 * max(1, max|a|), with `a` torch's fp32 eval output. Without
+weights the network gets realistic BatchNorm statistics (identity statistics let activations grow
+layer by layer, which would make any comparison meaningless).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .compiler import CompiledNetwork
+
+RTOL = 1e-4
+TIMED_RUNS = 3
+
+
+@dataclass
+class VerifyReport:
+    """What `verify` measured; `ok` when outputs agree within tolerance and all shapes match."""
+
+    name: str
+    batch: int
+    torch_device: str
+    ort_device: str
+    fold_bn: bool
+    opset: int
+    max_abs: float = 0.0
+    scale: float = 1.0
+    argmax_agree: int = 0
+    torch_ms: float = 0.0
+    ort_ms: float = 0.0
+    values_checked: int = 0
+    modules_checked: int = 0
+    shape_mismatches: list[str] = field(default_factory=list)
+    checker_error: str | None = None
+
+    @property
+    def max_rel(self) -> float:
+        return self.max_abs / self.scale
+
+    @property
+    def outputs_ok(self) -> bool:
+        return bool(np.isfinite(self.max_abs)) and self.max_abs <= RTOL * self.scale
+
+    @property
+    def ok(self) -> bool:
+        return self.outputs_ok and not self.shape_mismatches and self.checker_error is None
+
+    def format(self) -> str:
+        """A short human-readable report (one fact per line)."""
+        mark = "ok" if self.ok else "FAILED"
+        lines = [
+            f"verify {self.name}: {mark}",
+            f"  outputs: max abs err {self.max_abs:.2e}, rel err {self.max_rel:.2e} "
+            f"(tolerance {RTOL:.0e} x max(1, max|torch|) = {RTOL * self.scale:.2e})"
+            f"{'' if self.outputs_ok else '  <- exceeds tolerance'}",
+            f"  argmax agrees on {self.argmax_agree}/{self.batch} inputs",
+            f"  shapes: {self.values_checked} ONNX values and {self.modules_checked} torch modules"
+            f" match the graph" if not self.shape_mismatches else
+            f"  shapes: {len(self.shape_mismatches)} mismatches: "
+            + "; ".join(self.shape_mismatches[:6]),
+            f"  onnx checker (full): {'passed' if self.checker_error is None else self.checker_error}",
+            f"  torch {self.torch_device} fp32 eval: {self.torch_ms:.1f} ms/batch; onnxruntime "
+            f"{self.ort_device}: {self.ort_ms:.1f} ms/batch (batch {self.batch}, median of "
+            f"{TIMED_RUNS})",
+            f"  onnx: opset {self.opset}, BatchNorm {'folded' if self.fold_bn else 'kept'}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _median_ms(fn: Any, sync: Any = None) -> float:
+    times = []
+    for _ in range(TIMED_RUNS):
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def _torch_module(net: CompiledNetwork, sd: dict[str, np.ndarray], device: str) -> Any:
+    import torch
+    module = net.build_torch()
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+    for key, value in module.state_dict().items():  # inference ignores the BN step counter
+        if key.endswith(".num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
+    module.load_state_dict(state, strict=True)
+    return module.eval().to(device)
+
+
+def _torch_shapes(module: Any, graph: Any, x: Any) -> tuple[int, list[str]]:
+    """Run once with hooks on every module named like a graph node; compare output shapes."""
+    import torch
+    seen: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name, sub in module.named_modules():
+        if name in graph.nodes:
+            handles.append(sub.register_forward_hook(
+                lambda _m, _i, out, name=name: seen.__setitem__(name, tuple(out.shape[1:]))))
+    try:
+        with torch.inference_mode():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    bad = [f"torch {n}: {seen[n]} vs graph {tuple(graph.nodes[n]['shape'])}"
+           for n in seen if seen[n] != tuple(graph.nodes[n]["shape"])]
+    return len(seen), bad
+
+
+def _onnx_shapes(path: Path, graph: Any, fold_bn: bool, batch: int | None) -> tuple[int, list[str]]:
+    """ONNX shape inference, run without our declared value_info, against the graph's shapes."""
+    import onnx
+
+    from .emit.onnx import value_names
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    dims: dict[str, list[Any]] = {}
+    for vi in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            dims[vi.name] = [d.dim_param or d.dim_value for d in t.shape.dim]
+    bad = []
+    names = value_names(graph, fold_bn)
+    for node, value in names.items():
+        want = [batch or "batch", *graph.nodes[node]["shape"]]
+        got = dims.get(value)
+        if got != want:
+            bad.append(f"onnx {value}: {got if got is not None else 'no shape'} vs graph {want}")
+    return len(names), bad
+
+
+def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: str = "cpu",
+           opset: int | None = None, fold_bn: bool = True) -> VerifyReport:
+    """Compare torch and onnxruntime on the same seeded inputs; see the module docstring."""
+    import onnx
+    import torch
+
+    from .emit.onnx import _check_opset, write_onnx
+    from .infer import open_session, session_device
+    from .weights import as_numpy_state_dict, check_state_dict, init_weights
+
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: choose cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available on this machine")
+    if batch < 1:
+        raise UsageError(f"batch {batch}: must be at least 1")
+    graph = net.graph
+    opset = _check_opset(opset)
+    sd = init_weights(graph, realistic_bn=True) if weights is None else as_numpy_state_dict(weights)
+    check_state_dict(graph, sd)
+    report = VerifyReport(net.name, batch, device, "cpu", fold_bn, opset)
+
+    c, h, w = graph.graph["input_shape"]
+    x_np = np.random.default_rng(0).standard_normal((batch, c, h, w), dtype=np.float32)
+    with tempfile.TemporaryDirectory(prefix="resnet-verify-") as tmp:
+        path = Path(tmp) / f"{net.name}.onnx"
+        write_onnx(graph, path, weights=sd, opset=opset, fold_bn=fold_bn)
+        try:
+            onnx.checker.check_model(str(path), full_check=True)
+        except Exception as e:
+            report.checker_error = str(e).strip().splitlines()[0][:200]
+        report.values_checked, bad = _onnx_shapes(path, graph, fold_bn, None)
+        report.shape_mismatches += bad
+
+        # torch first, then onnxruntime: each runtime's idle threads spin for a while after a
+        # run, so interleaving them would slow both down
+        module = _torch_module(net, sd, device)
+        x = torch.from_numpy(x_np).to(device)
+        report.modules_checked, bad = _torch_shapes(module, graph, x)
+        report.shape_mismatches += bad
+        sync = torch.cuda.synchronize if device == "cuda" else None
+        with torch.inference_mode():
+            want = module(x).float().cpu().numpy()
+            report.torch_ms = _median_ms(lambda: module(x), sync)
+        module = None  # free its memory before onnxruntime loads
+
+        session = open_session(path, "auto")
+    report.ort_device = session_device(session)
+    feed = {session.get_inputs()[0].name: x_np}
+    got = session.run(None, feed)[0]
+    report.ort_ms = _median_ms(lambda: session.run(None, feed))
+
+    diff = np.abs(want.astype(np.float64) - got.astype(np.float64))
+    report.max_abs = float(diff.max()) if np.isfinite(diff).all() else float("inf")
+    report.scale = max(1.0, float(np.abs(want).max()))
+    report.argmax_agree = int((want.argmax(1) == got.argmax(1)).sum())
+    return report

@@ -1,0 +1,197 @@
+"""Weights as plain numpy state_dicts: safe checkpoint loading, checking against a graph, and a
+seeded initialisation.
+
+Checkpoints are read with safetensors or `torch.load(weights_only=True)`, never by unpickling
+arbitrary objects; torch is imported only when a `.pt`/`.pth` file or torch tensors are given.
+Keys are the graph's node ids plus each node's `tensors` (`layer1.0.conv1.weight`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from .errors import UsageError
+
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+MAX_LISTED = 6
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    t = value.detach().cpu()
+    if t.is_floating_point() and str(t.dtype) not in ("torch.float32", "torch.float64"):
+        t = t.float()  # bfloat16 has no numpy dtype; float16 is widened for the same path
+    return t.numpy()
+
+
+def _state_dict(obj: Any, where: str) -> dict[str, np.ndarray]:
+    """Unwrap a training checkpoint and insist on a mapping of str -> tensor."""
+    if isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise UsageError(f"{where}: not a state_dict (found {type(obj).__name__}); expected a "
+                         "mapping of parameter names to tensors")
+    bad = [str(k) for k, v in obj.items()
+           if not isinstance(k, str) or not (isinstance(v, np.ndarray) or _is_torch_tensor(v))]
+    if bad:
+        raise UsageError(f"{where}: not a state_dict: {_listing(bad)} "
+                         f"{'is' if len(bad) == 1 else 'are'} not tensors")
+    if not obj:
+        raise UsageError(f"{where}: the state_dict is empty")
+    return {k: _to_numpy(v) for k, v in obj.items()}
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """A state_dict from `.safetensors`, or from a torch checkpoint loaded with weights_only."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such checkpoint file")
+    if not p.is_file():
+        raise UsageError(f"{p}: not a file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{p}: cannot read the checkpoint: permission denied")
+    if p.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+        try:
+            return _state_dict(load_file(str(p)), str(p))
+        except UsageError:
+            raise
+        except Exception as e:
+            raise UsageError(f"{p}: not a readable safetensors file ({_first_line(e)})") from None
+    import pickle
+
+    import torch
+    try:
+        obj = torch.load(p, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise UsageError(f"{p}: the checkpoint holds objects other than tensors and plain "
+                         "containers; refusing to unpickle it (save a state_dict, or use "
+                         ".safetensors)") from None
+    except Exception as e:
+        raise UsageError(f"{p}: cannot read the checkpoint ({type(e).__name__}: "
+                         f"{_first_line(e)})") from None
+    return _state_dict(obj, str(p))
+
+
+def as_numpy_state_dict(weights: Any) -> dict[str, np.ndarray]:
+    """A checkpoint path, or a mapping of names to torch tensors / numpy arrays, as numpy."""
+    if isinstance(weights, (str, os.PathLike)):
+        return load_checkpoint(weights)
+    return _state_dict(weights, "weights")
+
+
+def expected_tensors(graph: nx.DiGraph) -> dict[str, tuple[int, ...]]:
+    """The state_dict keys and shapes the graph's modules have, in graph order."""
+    return {f"{node}.{rel}": tuple(shape) for node, data in graph.nodes(data=True)
+            for rel, shape in data.get("tensors", {}).items()}
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED])
+    return shown + (f" (and {len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else "")
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def check_state_dict(graph: nx.DiGraph, sd: Mapping[str, np.ndarray]) -> None:
+    """Raise UsageError naming missing, unexpected and mis-shaped keys (num_batches_tracked,
+    unused at inference, may be absent)."""
+    expected = expected_tensors(graph)
+    missing = [k for k in expected if k not in sd and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in sd if k not in expected]
+    misshaped = [f"{k} (checkpoint {_fmt(tuple(sd[k].shape))}, network {_fmt(shape)})"
+                 for k, shape in expected.items() if k in sd and tuple(sd[k].shape) != shape]
+    not_float = [k for k, shape in expected.items() if k in sd and not k.endswith(
+        ".num_batches_tracked") and not np.issubdtype(np.asarray(sd[k]).dtype, np.floating)]
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected),
+                         ("mis-shaped", misshaped), ("not floating point", not_float)):
+        if names:
+            parts.append(f"{len(names)} {label}: {_listing(names)}")
+    if parts:
+        raise UsageError(f"the weights do not fit {graph.graph['name']}: " + "; ".join(parts))
+
+
+def _last_bns(graph: nx.DiGraph) -> set[str]:
+    """The BN that ends each block's branch (zero-initialised when the spec asks for it)."""
+    classes = graph.graph["classes"]
+    out = set()
+    for stage in graph.graph["layout"]["stages"]:
+        for inst in stage["blocks"]:
+            bn = classes[inst["class"]].get("last_bn")
+            if bn:
+                out.add(f"{inst['id']}.{bn}")
+    return out
+
+
+def init_weights(graph: nx.DiGraph, seed: int = 0, realistic_bn: bool = False
+                 ) -> dict[str, np.ndarray]:
+    """A seeded state_dict initialised like the emitted code (kaiming-normal fan_out convs,
+    PyTorch's default uniform for biases and the classifier). `realistic_bn` gives BatchNorm
+    non-trivial statistics, so eval-mode activations stay bounded in deep networks."""
+    rng = np.random.default_rng(seed)
+    zero_last = set() if realistic_bn or not graph.graph.get("zero_init_last_bn") \
+        else _last_bns(graph)
+    sd: dict[str, np.ndarray] = {}
+
+    def uniform(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+        bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+        return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+    for node, data in graph.nodes(data=True):
+        op = data["op"]
+        for rel, shape in data.get("tensors", {}).items():
+            key = f"{node}.{rel}"
+            leaf = rel.rsplit(".", 1)[-1]
+            if op in ("conv", "se"):
+                wshape = shape if leaf == "weight" else data["tensors"][rel.replace("bias", "weight")]
+                if leaf == "weight":
+                    std = math.sqrt(2.0 / (shape[0] * math.prod(shape[2:])))
+                    sd[key] = (rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float32)
+                else:
+                    sd[key] = uniform(shape, math.prod(wshape[1:]))
+            elif op == "linear":
+                sd[key] = uniform(shape, data["in_features"])
+            elif op == "bn":
+                sd[key] = _bn_tensor(rng, leaf, shape, realistic_bn, node in zero_last)
+            else:
+                raise ValueError(f"no initialisation for {key}")
+    return sd
+
+
+def _bn_tensor(rng: np.random.Generator, leaf: str, shape: tuple[int, ...], realistic: bool,
+               zero_gamma: bool) -> np.ndarray:
+    if leaf == "num_batches_tracked":
+        return np.array(0, dtype=np.int64)
+    if realistic:
+        draw = {"weight": lambda: rng.uniform(0.3, 0.7, shape),
+                "bias": lambda: rng.normal(0.0, 0.1, shape),
+                "running_mean": lambda: rng.normal(0.0, 0.1, shape),
+                "running_var": lambda: rng.uniform(0.75, 1.25, shape)}[leaf]
+        return draw().astype(np.float32)
+    value = {"weight": 0.0 if zero_gamma else 1.0, "bias": 0.0, "running_mean": 0.0,
+             "running_var": 1.0}[leaf]
+    return np.full(shape, value, dtype=np.float32)
