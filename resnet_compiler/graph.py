@@ -26,6 +26,9 @@ from .spec import Block, Spec
 
 SIZE_FIELDS = {"channels": 1, "kernel": 1, "stride": 1, "dilation": 1, "groups": 1, "padding": 0}
 DEFAULT_MAX_PARAMS = 4_000_000_000
+# Expansion is linear in the number of blocks; the deepest published ResNets have a few hundred.
+# The limit keeps a short spec with `depth: 1000000000` from hanging the compiler.
+MAX_BLOCKS = 5_000
 
 
 def op_sources(op: Any, conv_bias: bool) -> dict[str, Any]:
@@ -308,8 +311,15 @@ class _Expander:
         shape = (spec.input.channels, spec.input.height, spec.input.width)
         x = self.add_node("input", "input", {"input_shape": shape}, [], ("input",), roles=())
         self.top_names.add("input")
+        total = 0
+        for si, stage in enumerate(spec.stages):
+            total += stage.depth
+            if total > MAX_BLOCKS:
+                raise self.error(("stages", si, "depth"), f"the network would have {total:,} blocks"
+                                 f" by this stage; the limit is {MAX_BLOCKS:,}")
         x, stem_ids = self.top_level_ops(spec.stem, x, ("stem",))
         layout: dict[str, Any] = {"stem": stem_ids, "stages": [], "head": []}
+        used_defaults: set[str] = set()
         for si, stage in enumerate(spec.stages):
             origin = ("stages", si)
             if stage.block not in self.blocks:
@@ -326,6 +336,7 @@ class _Expander:
                                  f"{', '.join(sorted(self.shortcuts))})")
             name = self.claim_top(stage.name or f"layer{si + 1}", (*origin, "name"))
             params = self.stage_params(si, block)
+            used_defaults |= set(block.params)
             rec = self.block_class(stage.block, block, shortcut, params, origin)
             instances = []
             for j in range(stage.depth):
@@ -337,6 +348,13 @@ class _Expander:
                                   "in_channels": in_channels, "channels": stage.channels,
                                   "stride": stride, "params": params})
             layout["stages"].append({"name": name, "blocks": instances})
+        for key in spec.defaults.model_extra or {}:
+            if key not in used_defaults:
+                known = sorted(used_defaults | set(type(spec.defaults).model_fields))
+                close = difflib.get_close_matches(key, known, 1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise self.error(("defaults", key), f"unknown key {key!r}: not a setting and not a"
+                                 f" param of any block used (known: {', '.join(known)}){hint}")
         x, head_ids = self.top_level_ops(spec.head.pre, x, ("head", "pre"))
         pool = self.claim_top("avgpool" if spec.head.pool == "avg" else "global_pool", ("head", "pool"))
         x = self.add_node(pool, "global_pool", {"mode": spec.head.pool}, [x], ("head", "pool"))

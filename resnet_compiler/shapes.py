@@ -21,13 +21,15 @@ def _spatial(size: int, kernel: int, stride: int, padding: int, dilation: int = 
              ceil_mode: bool = False) -> int:
     span = dilation * (kernel - 1) + 1
     numerator = size + 2 * padding - span
-    if numerator < 0:
-        return 0
-    out = (math.ceil if ceil_mode else math.floor)(numerator / stride) + 1
-    # PyTorch/ONNX: with ceil_mode the last window must start inside the input or left padding
-    if ceil_mode and (out - 1) * stride >= size + padding:
+    # PyTorch's integer formula (floor division, also for a negative numerator): with ceil_mode a
+    # window wider than a small input still yields one output (AvgPool2d(2, 2, ceil_mode=True)
+    # maps 1x1 to 1x1), and the last window must start inside the input or left padding
+    if not ceil_mode:
+        return max(numerator // stride + 1, 0)
+    out = (numerator + stride - 1) // stride + 1
+    if (out - 1) * stride >= size + padding:
         out -= 1
-    return out
+    return max(out, 0)
 
 
 def _window(op: str, attrs: Mapping[str, Any], shape: Shape) -> Shape:

@@ -39,6 +39,12 @@ RESERVED_NAMES = frozenset({
     "register_module", "add_module", "get_submodule", "get_parameter", "get_buffer",
     "requires_grad_", "reset_parameters", "compile", "dump_patches", "call_super_init",
     "downsample", "add", "self", "x", "out", "shortcut", "nn", "torch", "super",
+    "T_destination", "get_extra_state", "set_extra_state", "set_submodule", "to_empty", "ipu",
+    "xpu", "mtia", "register_backward_hook", "register_forward_hook",
+    "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",
+    "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook",
+    "SqueezeExcite",  # the helper class of the generated code
 })
 PREDEFINED_VARIABLES = ("in_channels", "channels", "stride", "out_channels")
 MAX_NAME_LENGTH = 64
@@ -327,6 +333,10 @@ def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
         msg = msg.replace("Input should be", "must be")
     elif kind == "value_error":
         msg = msg.removeprefix("Value error, ")
+        if shown in msg:  # the validator's message already quotes the value
+            return msg
+    elif kind == "string_pattern_mismatch":
+        msg = "must start with a letter and use only letters, digits, '_', '.' and '-'"
     else:
         msg = msg.replace("Input should be", "must be")
     return f"{msg} (got {shown})"
@@ -342,8 +352,12 @@ def validate(doc: Document, model: type[BaseModel] = Spec) -> Any:
     except ValidationError as e:
         problems = []
         seen = set()
-        for err in _dedupe_unions(e.errors()):
+        errors = _dedupe_unions(e.errors())
+        misspelled = _misspelled_required(errors, model, doc)
+        for err in errors:
             loc = _clean_loc(err["loc"])
+            if err["type"] == "missing" and loc in misspelled:
+                continue  # reported once, as the unknown key with its did-you-mean
             msg = _message(err, model, doc, loc)
             key = (loc, msg)
             if key in seen:
@@ -351,6 +365,22 @@ def validate(doc: Document, model: type[BaseModel] = Spec) -> Any:
             seen.add(key)
             problems.append(Problem(format_path(loc), msg, doc.line_of(loc)))
         raise SpecError(problems, doc.source) from None
+
+
+def _misspelled_required(errors: list[dict[str, Any]], model: type[BaseModel],
+                         doc: Document) -> set[tuple[Any, ...]]:
+    """Locations of missing keys that an unknown key beside them most likely meant."""
+    missing = {_clean_loc(e["loc"]) for e in errors if e["type"] == "missing"}
+    found = set()
+    for err in errors:
+        if err["type"] != "extra_forbidden":
+            continue
+        loc = _clean_loc(err["loc"])
+        candidates = [m[-1] for m in missing if m[:-1] == loc[:-1]]
+        close = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
+        if close:
+            found.add((*loc[:-1], close[0]))
+    return found
 
 
 def _dedupe_unions(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -331,12 +331,16 @@ def emit_torch(graph: nx.DiGraph) -> str:
         f"{INDENT * 2}nn.init.zeros_(m.bias)",
     ]
     if gg["zero_init_last_bn"]:
-        zero = [(name, rec["last_bn"]) for name, rec in classes.items() if rec["last_bn"]]
-        if zero:
+        by_bn: dict[str, list[str]] = {}
+        for name, rec in classes.items():
+            if rec["last_bn"]:
+                by_bn.setdefault(rec["last_bn"], []).append(name)
+        if by_bn:
             weights.append("# start each residual branch at zero so every block begins as identity")
             weights.append("for m in self.modules():")
-            for i, (name, bn) in enumerate(zero):
-                weights.append(f"{INDENT}{'if' if i == 0 else 'elif'} isinstance(m, {name}):")
+            for i, (bn, names) in enumerate(by_bn.items()):
+                kinds = names[0] if len(names) == 1 else f"({', '.join(names)})"
+                weights.append(f"{INDENT}{'if' if i == 0 else 'elif'} isinstance(m, {kinds}):")
                 weights.append(f"{INDENT * 2}nn.init.zeros_(m.{bn}.weight)")
 
     model = [

@@ -1,0 +1,25 @@
+"""Shared test settings: hypothesis profiles for the property-based fuzzing suites.
+
+`ci` (the default) is bounded and derandomized, so every CI run tries the same examples and the
+whole suite stays within a few minutes on two cores; `--hypothesis-profile=thorough` explores far
+more examples locally.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("thorough", deadline=None, max_examples=2000,
+                          suppress_health_check=_SLOW_OK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def examples(ci: int) -> int:
+    """`ci` examples under the ci profile; the active profile's (larger) count otherwise."""
+    return ci if settings.get_current_profile_name() == "ci" else max(ci, settings().max_examples)
