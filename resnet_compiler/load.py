@@ -9,6 +9,7 @@ keeps the line it came from, so later stages can point users at `file:line`.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -110,7 +111,11 @@ def load_text(text: str, source: str = "<spec>", json_format: bool = False) -> D
             lines = _YamlWalker(source).lines_only(text)
         except (SpecError, yaml.YAMLError, RecursionError):
             lines = {}
-        return Document(data, source, lines)
+        doc = Document(data, source, lines)
+        bad = _non_finite(data, ())
+        if bad is not None:
+            raise doc.error(bad[0], f"{bad[1]} is not a valid number in a spec")
+        return doc
     walker = _YamlWalker(source)
     data = walker.load(text)
     return Document(data, source, walker.lines)
@@ -125,11 +130,8 @@ def _load_json(text: str, source: str) -> Any:
             out[k] = v
         return out
 
-    def no_constants(name: str) -> Any:
-        raise SpecError.single("", f"{name} is not a valid number in a spec", source)
-
-    try:
-        data = json.loads(text, object_pairs_hook=pairs, parse_constant=no_constants)
+    try:  # NaN, Infinity and overflowing numbers are refused afterwards, with their path
+        data = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as e:
         raise SpecError.single("", f"JSON syntax error: {e.msg} (column {e.colno})", source,
                                e.lineno) from None
@@ -137,6 +139,19 @@ def _load_json(text: str, source: str) -> Any:
         raise SpecError.single("", f"nested deeper than {MAX_DEPTH} levels", source) from None
     _check_depth(data, source)
     return data
+
+
+def _non_finite(data: Any, path: PathT) -> tuple[PathT, str] | None:
+    """The first NaN or infinite number in JSON data (Python's json accepts them), if any."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return path, {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(data)]
+    items = data.items() if isinstance(data, dict) else enumerate(data) \
+        if isinstance(data, list) else ()
+    for key, value in items:
+        found = _non_finite(value, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _check_depth(data: Any, source: str) -> None:

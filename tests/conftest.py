@@ -12,6 +12,8 @@ import os
 from hypothesis import HealthCheck, settings
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+# for tests that take capsys and reset it themselves (capsys.readouterr()) for every example
+CAPSYS_OK = [*_SLOW_OK, HealthCheck.function_scoped_fixture]
 
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True,
                           suppress_health_check=_SLOW_OK)
