@@ -333,7 +333,7 @@ def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
         msg = msg.replace("Input should be", "must be")
     elif kind == "value_error":
         msg = msg.removeprefix("Value error, ")
-        if shown in msg:  # the validator's message already quotes the value
+        if repr(value) in msg:  # the validator's message already quotes the value
             return msg
     elif kind == "string_pattern_mismatch":
         msg = "must start with a letter and use only letters, digits, '_', '.' and '-'"
