@@ -93,13 +93,18 @@ def _median_ms(fn: Any, sync: Any = None) -> float:
 
 
 def _torch_module(net: CompiledNetwork, sd: dict[str, np.ndarray], device: str) -> Any:
+    """The emitted module with `sd` loaded strictly (built on the meta device: its own random
+    initialisation would be overwritten anyway)."""
     import torch
-    module = net.build_torch()
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
-    for key, value in module.state_dict().items():  # inference ignores the BN step counter
+    with torch.device("meta"):
+        module = net.build_torch()
+    state = {k: torch.from_numpy(np.ascontiguousarray(
+        v, dtype=np.float32 if np.issubdtype(v.dtype, np.floating) else v.dtype))
+        for k, v in sd.items()}
+    for key in module.state_dict():  # inference ignores the BN step counter
         if key.endswith(".num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value)
-    module.load_state_dict(state, strict=True)
+            state[key] = torch.zeros((), dtype=torch.long)
+    module.load_state_dict(state, strict=True, assign=True)
     return module.eval().to(device)
 
 
@@ -130,6 +135,8 @@ def _onnx_shapes(path: Path, graph: Any, fold_bn: bool, batch: int | None) -> tu
     from .emit.onnx import value_names
     model = onnx.load(str(path))
     del model.graph.value_info[:]
+    for t in model.graph.initializer:  # inference needs the dims only, not the weights
+        t.ClearField("raw_data")
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     dims: dict[str, list[Any]] = {}
     for vi in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
