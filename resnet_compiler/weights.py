@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     import torch
     try:
         obj = torch.load(p, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError:
-        raise UsageError(f"{p}: the checkpoint holds objects other than tensors and plain "
-                         "containers; refusing to unpickle it (save a state_dict, or use "
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)|[Uu]nsupported class ([\w.]+)", str(e))
+        if not found:  # the unpickler stopped on bytes that are no pickle: a corrupt file
+            raise UsageError(f"{p}: cannot read the checkpoint (not a valid torch checkpoint)"
+                             ) from None
+        raise UsageError(f"{p}: the checkpoint holds an object ({found.group(1) or found.group(2)}) besides "
+                         "tensors and plain containers; refusing to unpickle it (save a state_dict, or use "
                          ".safetensors)") from None
     except Exception as e:
         raise UsageError(f"{p}: cannot read the checkpoint ({type(e).__name__}: "
