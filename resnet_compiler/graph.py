@@ -382,13 +382,22 @@ class _Expander:
         annotate(g)
         if g.graph["total_params"] > self.max_params:
             p = g.graph["total_params"]
-            raise self.error((), f"the network has {p:,} parameters ({p * 4 / 2**30:,.1f} GiB in"
+            raise self.error((), f"the network has {p:,} parameters ({_bytes(p * 4)} in"
                                  f" fp32), above the limit of {self.max_params:,}; raise it with"
                                  " --max-params if you mean it")
         return g
 
 
 STAGE_KEYS = ("block", "depth", "channels", "stride", "name", "shortcut")
+
+
+def _bytes(n: int) -> str:
+    """A memory size in the largest binary unit that keeps it at least 1 (44.6 MiB, 3.4 TiB)."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB")
+    value, unit = float(n), 0
+    while value >= 1024 and unit < len(units) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{value:,.1f} {units[unit]}" if unit else f"{n} bytes"
 
 
 def _kind(value: Value) -> str:

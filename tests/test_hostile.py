@@ -315,7 +315,7 @@ def test_billion_channels_are_refused_before_allocating(capsys: pytest.CaptureFi
     tracemalloc.start()
     start = time.perf_counter()
     try:
-        err = refused(capsys, tmp_path, text, r"the network has [\d,]+ parameters \([\d,.]+ GiB in "
+        err = refused(capsys, tmp_path, text, r"the network has [\d,]+ parameters \([\d,.]+ [KMGT]iB in "
                                               r"fp32\), above the limit of 4,000,000,000")
         _, peak = tracemalloc.get_traced_memory()
     finally:
