@@ -86,6 +86,7 @@ class _Builder:
         # built in place: a resnet's weights are 100+ MB, and every proto copy costs time
         self.model = onnx.ModelProto()
         self.proto = self.model.graph
+        self.arrays: list[np.ndarray] = []
         self.value: dict[str, str] = {}
 
     def init(self, name: str, array: np.ndarray) -> str:
@@ -94,7 +95,7 @@ class _Builder:
         t.name = name
         t.data_type = TensorProto.FLOAT
         t.dims.extend(data.shape)
-        t.raw_data = data.tobytes()
+        self.arrays.append(data)  # the bytes join the file at serialization (see _serialize)
         return name
 
     def weight(self, key: str) -> np.ndarray:
@@ -207,9 +208,10 @@ class _Builder:
             raise ValueError(f"no ONNX mapping for op {op!r} ({node})")
 
 
-def build_model(graph: nx.DiGraph, weights: Any = None, opset: int | None = None,
-                fold_bn: bool = True, batch: int | None = None) -> onnx.ModelProto:
-    """The ONNX ModelProto for `graph`; `weights` as for `emit_onnx`."""
+def _skeleton(graph: nx.DiGraph, weights: Any, opset: int | None, fold_bn: bool,
+              batch: int | None) -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    """The model with initializers that carry name, type and dims but no data, and the data
+    (little-endian float32 arrays) in initializer order."""
     from ..weights import as_numpy_state_dict, check_state_dict, init_weights
 
     opset = _check_opset(opset)
@@ -244,6 +246,54 @@ def build_model(graph: nx.DiGraph, weights: Any = None, opset: int | None = None
         "compiler_version": str(gg["compiler_version"]),
         "bn_folded": "true" if fold_bn else "false",
     })
+    return model, b.arrays
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _tag(message: type, field: str) -> bytes:
+    """The key of a length-delimited field (wire type 2)."""
+    return _varint(message.DESCRIPTOR.fields_by_name[field].number << 3 | 2)
+
+
+def _serialize(model: onnx.ModelProto, arrays: list[np.ndarray]) -> list[bytes | memoryview]:
+    """The serialized model as chunks, weights referenced rather than copied into the proto.
+
+    A protobuf message is the concatenation of its fields in any order, so the model is the
+    skeleton without its graph, then the graph field: the graph without initializers followed by
+    each initializer (its skeleton plus a raw_data field). Copying 100+ MB of weights into the
+    proto and serializing them again would dominate the emission time.
+    """
+    head = onnx.ModelProto()
+    head.CopyFrom(model)
+    head.ClearField("graph")
+    graph = onnx.GraphProto()
+    graph.CopyFrom(model.graph)
+    del graph.initializer[:]
+    parts: list[bytes | memoryview] = [graph.SerializeToString()]
+    init_tag, raw_tag = _tag(onnx.GraphProto, "initializer"), _tag(TensorProto, "raw_data")
+    for skeleton, data in zip(model.graph.initializer, arrays, strict=True):
+        body = skeleton.SerializeToString()
+        raw = memoryview(data).cast("B")
+        raw_head = raw_tag + _varint(raw.nbytes)
+        parts += [init_tag, _varint(len(body) + len(raw_head) + raw.nbytes), body, raw_head, raw]
+    size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+    return [head.SerializeToString(), _tag(onnx.ModelProto, "graph"), _varint(size), *parts]
+
+
+def build_model(graph: nx.DiGraph, weights: Any = None, opset: int | None = None,
+                fold_bn: bool = True, batch: int | None = None) -> onnx.ModelProto:
+    """The ONNX ModelProto for `graph`; `weights` as for `emit_onnx`."""
+    model, arrays = _skeleton(graph, weights, opset, fold_bn, batch)
+    for tensor, data in zip(model.graph.initializer, arrays, strict=True):
+        tensor.raw_data = data.tobytes()
     return model
 
 
@@ -251,7 +301,7 @@ def emit_onnx(graph: nx.DiGraph, weights: Any = None, opset: int | None = None,
               fold_bn: bool = True, batch: int | None = None) -> bytes:
     """The serialized ONNX model. `weights`: a state_dict (numpy arrays or torch tensors) or a
     checkpoint path; None gives the seeded initialisation of `weights.init_weights`."""
-    return build_model(graph, weights, opset, fold_bn, batch).SerializeToString()
+    return b"".join(_serialize(*_skeleton(graph, weights, opset, fold_bn, batch)))
 
 
 def write_onnx(graph: nx.DiGraph, path: str | os.PathLike[str], weights: Any = None,
