@@ -22,6 +22,10 @@ settings.register_profile("thorough", deadline=None, max_examples=2000,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def examples(ci: int) -> int:
-    """`ci` examples under the ci profile; the active profile's (larger) count otherwise."""
-    return ci if settings.get_current_profile_name() == "ci" else max(ci, settings().max_examples)
+def examples(ci: int, most: int | None = None) -> int:
+    """`ci` examples under the ci profile; otherwise the active profile's (larger) count, capped
+    at `most` for properties that start processes or run networks."""
+    if settings.get_current_profile_name() == "ci":
+        return ci
+    count = max(ci, settings().max_examples)
+    return min(count, most) if most else count

@@ -87,7 +87,7 @@ def test_mutated_specs_are_refused_by_check_too(tmp_path_factory: pytest.TempPat
     check_refusal(captured.err, spec_file, mutation)
 
 
-@settings(max_examples=examples(3))
+@settings(max_examples=examples(3, most=60))
 @given(invalid_specs())
 def test_mutated_specs_through_a_real_process(tmp_path_factory: pytest.TempPathFactory,
                                               mutation: Mutation) -> None:

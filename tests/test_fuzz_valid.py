@@ -78,7 +78,7 @@ def test_emitted_source_is_ruff_clean_and_deterministic(spec: dict[str, Any]) ->
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@settings(max_examples=examples(4))
+@settings(max_examples=examples(4, most=60))
 @given(valid_specs(max_side=128))
 def test_emitted_source_is_identical_across_processes(tmp_path_factory: pytest.TempPathFactory,
                                                       spec: dict[str, Any]) -> None:
@@ -128,7 +128,7 @@ def _module_shapes(module: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[
     return shapes
 
 
-@settings(max_examples=examples(25))
+@settings(max_examples=examples(25, most=400))
 @given(valid_specs(max_side=72), st.integers(0, 2**16))
 def test_inferred_shapes_equal_torch_shapes(spec: dict[str, Any], seed: int) -> None:
     """Forward hooks on the generated module: every op node's shape is torch's actual shape, the
@@ -177,7 +177,7 @@ def _max_rel_error(a: Any, b: Any) -> float:
     return float(np.abs(a - b).max()) / scale
 
 
-@settings(max_examples=examples(20))
+@settings(max_examples=examples(20, most=300))
 @given(valid_specs(max_side=64), st.integers(0, 2**16), st.sampled_from([True, False]))
 def test_onnx_matches_torch(tmp_path_factory: pytest.TempPathFactory, spec: dict[str, Any],
                             seed: int, fold_bn: bool) -> None:
