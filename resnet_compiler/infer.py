@@ -72,8 +72,11 @@ def open_session(model: str | os.PathLike[str] | bytes, device: str = "auto",
     try:
         if want_cuda:
             ort.set_default_logger_severity(4)  # a failing CUDA load would print errors
-            session = ort.InferenceSession(source, _options(threads, True), providers=[CUDA, CPU])
-            ort.set_default_logger_severity(2)
+            try:
+                session = ort.InferenceSession(source, _options(threads, True),
+                                               providers=[CUDA, CPU])
+            finally:
+                ort.set_default_logger_severity(2)
             if session.get_providers()[0] == CUDA:
                 return session
             if device == "cuda":

@@ -90,8 +90,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         if not found:  # the unpickler stopped on bytes that are no pickle: a corrupt file
             raise UsageError(f"{p}: cannot read the checkpoint (not a valid torch checkpoint)"
                              ) from None
-        raise UsageError(f"{p}: the checkpoint holds an object ({found.group(1) or found.group(2)}) besides "
-                         "tensors and plain containers; refusing to unpickle it (save a state_dict, or use "
+        what = found.group(1) or found.group(2)
+        raise UsageError(f"{p}: the checkpoint holds an object ({what}) besides tensors and "
+                         "plain containers; refusing to unpickle it (save a state_dict, or use "
                          ".safetensors)") from None
     except Exception as e:
         raise UsageError(f"{p}: cannot read the checkpoint ({type(e).__name__}: "
