@@ -1,0 +1,183 @@
+"""`resnet-compile train`: outputs and checkpoint format, exact resume, 2-process DDP under torchrun,
+the seed network reaching >= 95% on digits, and the trained checkpoint exported to ONNX."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import resnet_compiler as rc
+from resnet_compiler import train
+from resnet_compiler.cli import main as cli_main
+
+SEED_SPEC = "spec/resnet18_fashion_mnist.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_SPEC = """\
+name: tiny
+input: {channels: 1, height: 8, width: 8}
+num_classes: 10
+stem:
+  - {op: conv, name: conv1, channels: 8, kernel: 3}
+  - {op: bn, name: bn1}
+  - {op: relu, name: relu}
+stages:
+  - {block: basic, depth: 1, channels: 8}
+  - {block: basic, depth: 1, channels: 16, stride: 2}
+head: {pool: avg}
+"""
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY_SPEC)
+    return p
+
+
+@pytest.fixture()
+def one_thread():
+    """A 5k-parameter net on 8x8 inputs runs fastest (and least disturbed) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _train(spec: Path, out: Path, *extra: str) -> int:
+    return cli_main(["train", str(spec), "--dataset", "digits", "--batch-size", "64", "--out", str(out),
+                     *extra])
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_lr_schedules() -> None:
+    assert train.lr_at("constant", 0.05, 7, 10) == 0.05
+    assert train.lr_at("cosine", 0.05, 0, 10) == pytest.approx(0.05)
+    assert train.lr_at("cosine", 0.05, 5, 10) == pytest.approx(0.025)
+    assert train.lr_at("cosine", 0.05, 10, 10) == pytest.approx(0.0)
+    assert [train.lr_at("step", 1.0, s, 8) for s in (0, 3, 4, 6, 7)] == pytest.approx([1, 1, 0.1, 0.01, 0.01])
+
+
+def test_outputs_and_checkpoint_format(tiny: Path, tmp_path: Path, one_thread: None,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert _train(tiny, out, "--epochs", "2") == 0
+    assert "world size: 1" in capsys.readouterr().err
+    ck = _load(out / "checkpoint.pt")
+    model = rc.compile(tiny).build_torch()
+    assert list(ck["state_dict"]) == list(model.state_dict())
+    model.load_state_dict(ck["state_dict"], strict=True)
+    assert ck["epoch"] == 2 and len(ck["metrics"]) == 2 and isinstance(ck["spec"], str)
+    assert ck["spec_sha256"] == rc.compile(tiny).graph.graph["spec_sha256"]
+    from safetensors.torch import load_file
+    st = load_file(out / "model.safetensors")
+    assert all(torch.equal(st[k], v) for k, v in ck["state_dict"].items())
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert set(train.METRICS_COLUMNS) <= set(rows[0])
+    assert all(0.0 <= float(r["test_acc"]) <= 1.0 and float(r["images_per_s"]) > 0 for r in rows)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_resume_matches_uninterrupted(tiny: Path, tmp_path: Path, one_thread: None) -> None:
+    full, split = tmp_path / "full", tmp_path / "split"
+    common = ("--epochs", "4", "--momentum", "0.9", "--weight-decay", "1e-4")
+    assert _train(tiny, full, *common) == 0
+    assert _train(tiny, split, *common, "--stop-after", "2") == 0
+    assert _load(split / "checkpoint.pt")["epoch"] == 2
+    assert _train(tiny, split, *common, "--resume") == 0
+    a, b = _load(full / "checkpoint.pt"), _load(split / "checkpoint.pt")
+    assert b["epoch"] == 4 and len(b["metrics"]) == 4
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    assert [m["test_acc"] for m in a["metrics"]] == [m["test_acc"] for m in b["metrics"]]
+
+
+def test_usage_errors_exit_2(tiny: Path, tmp_path: Path, one_thread: None,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert _train(tiny, out, "--epochs", "1", "--resume") == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert _train(tiny, out, "--epochs", "1") == 0
+    assert _train(tiny, out, "--epochs", "1") == 2  # would overwrite a finished run
+    assert "--resume" in capsys.readouterr().err
+    assert _train(tiny, out, "--epochs", "0") == 2
+    assert _train(tiny, tmp_path / "o2", "--dataset", "fashion-mnist") == 2
+    assert "--data-dir" in capsys.readouterr().err
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY_SPEC.replace("channels: 16", "channels: 12"))
+    assert _train(other, out, "--epochs", "2", "--resume") == 2
+    assert "different spec" in capsys.readouterr().err
+
+
+def test_ddp_two_gloo_ranks_agree(tiny: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun")
+    exe = shutil.which("resnet-compile")
+    if not (torchrun and exe):
+        pytest.skip("torchrun / resnet-compile not on PATH")
+    out = tmp_path / "ddp"
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", exe, "train", str(tiny), "--dataset",
+                        "digits", "--epochs", "2", "--batch-size", "64", "--out", str(out),
+                        "--print-weights-hash"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-2000:]
+    assert "world size: 2" in log
+    hashes = dict(re.findall(r"rank (\d) weights sha256 ([0-9a-f]{64})", log))
+    assert set(hashes) == {"0", "1"} and hashes["0"] == hashes["1"], log[-2000:]
+    ck = _load(out / "checkpoint.pt")
+    assert train.weights_hash(ck["state_dict"]) == hashes["0"]
+    assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 2
+
+
+# ------------------------------------------------------------------ the seed network, for real
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chapter's network trained on digits through the real CLI (the one long test)."""
+    out = tmp_path_factory.mktemp("seed") / "run"
+    r = subprocess.run(["resnet-compile", "train", SEED_SPEC, "--dataset", "digits", "--epochs", "10",
+                        "--batch-size", "32", "--out", str(out)], capture_output=True, text=True,
+                       timeout=1200, cwd=ROOT)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_seed_network_reaches_95_percent_on_digits(seed_run: Path) -> None:
+    rows = list(csv.DictReader(open(seed_run / "metrics.csv")))
+    assert len(rows) == 10
+    assert float(rows[-1]["test_acc"]) >= 0.95, rows[-1]
+    assert (seed_run / "curves.png").exists()
+
+
+@pytest.mark.slow
+def test_trained_checkpoint_exports_to_matching_onnx(seed_run: Path, tmp_path: Path) -> None:
+    if importlib.util.find_spec("resnet_compiler.emit.onnx") is None:
+        pytest.skip("the ONNX emitter is not available")
+    ort = pytest.importorskip("onnxruntime")
+    onnx_path = tmp_path / "seed.onnx"
+    assert cli_main([SEED_SPEC, "--emit", "onnx", "--weights", str(seed_run / "checkpoint.pt"),
+                     "-o", str(onnx_path)]) == 0
+    from resnet_compiler.data import fit_batch, load_digits
+    ds = load_digits()
+    x = fit_batch(ds.test_images, 1, (96, 96)).contiguous()
+    model = rc.compile(ROOT / SEED_SPEC).build_torch().eval()
+    model.load_state_dict(_load(seed_run / "checkpoint.pt")["state_dict"])
+    with torch.inference_mode():
+        ref = model(x)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+    assert torch.equal(ref.argmax(1), got.argmax(1))
+    assert float((ref - got).abs().max()) <= 1e-4 * max(1.0, float(ref.abs().max()))
+    assert float((got.argmax(1) == ds.test_labels).double().mean()) >= 0.95
