@@ -11,8 +11,11 @@ Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParalle
 gloo on CPUs), each rank reads its share of every epoch through a DistributedSampler, `--batch-size`
 stays the global batch, and only rank 0 writes files and shows progress.
 
-Files in --out: checkpoint.pt (torch.load(weights_only=True) safe), model.safetensors,
-metrics.csv and curves.png, each rewritten atomically after every epoch.
+Files in --out, each rewritten atomically after every epoch: checkpoint.pt (the full training state
+for --resume, and what `--emit onnx --weights` takes), model.pth (the bare state_dict, for plain
+`model.load_state_dict(torch.load(path, weights_only=True))`), model.safetensors (the same
+tensors), metrics.csv and curves.png. Nothing needs unpickling: torch.load(weights_only=True) reads
+both .pt files.
 """
 
 from __future__ import annotations
@@ -355,7 +358,11 @@ def _train(args: argparse.Namespace, dist: Dist) -> int:  # noqa: C901 - one lin
     raw = model
     train_model: Any = model
     if dist.world > 1:
+        import warnings
+
         from torch.nn.parallel import DistributedDataParallel as DDP
+        # oneDNN's 1x1-conv weight grads come back in another stride order: a copy, not an error
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if args.compile:
         train_model = torch.compile(train_model)
@@ -461,8 +468,8 @@ def _train(args: argparse.Namespace, dist: Dist) -> int:  # noqa: C901 - one lin
     if args.print_weights_hash:
         print(f"rank {dist.rank} weights sha256 {weights_hash(raw.state_dict())}", flush=True)
     if dist.main:
-        print(f"wrote {out / CHECKPOINT}, {out / 'model.safetensors'}, {out / 'metrics.csv'}, "
-              f"{out / 'curves.png'}", file=sys.stderr)
+        print(f"wrote {out / CHECKPOINT}, model.pth, model.safetensors, metrics.csv, curves.png",
+              file=sys.stderr)
     return 0
 
 
@@ -487,6 +494,7 @@ def _save_all(out: Path, raw: Any, optimizer: Any, scaler: Any, metrics: list[di
         "args": config,
     }
     _save_torch(out / CHECKPOINT, ck)
+    _save_torch(out / "model.pth", state)
     from safetensors.torch import save as st_save
 
     from .outputs import write_atomic

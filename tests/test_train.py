@@ -82,6 +82,8 @@ def test_outputs_and_checkpoint_format(tiny: Path, tmp_path: Path, one_thread: N
     from safetensors.torch import load_file
     st = load_file(out / "model.safetensors")
     assert all(torch.equal(st[k], v) for k, v in ck["state_dict"].items())
+    pth = _load(out / "model.pth")
+    assert list(pth) == list(ck["state_dict"]) and all(torch.equal(pth[k], v) for k, v in st.items())
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert set(train.METRICS_COLUMNS) <= set(rows[0])
