@@ -58,9 +58,10 @@ def _model_source(model: str | os.PathLike[str] | bytes) -> str | bytes:
 
 
 def open_session(model: str | os.PathLike[str] | bytes, device: str = "auto",
-                 threads: int | None = None) -> Any:
+                 threads: int | None = None, exact_fp32: bool = False) -> Any:
     """An onnxruntime.InferenceSession on CUDA when asked for (or, with "auto", when it works),
-    else on CPU. `model` is a path or serialized bytes; `threads` sets intra_op_num_threads."""
+    else on CPU. `model` is a path or serialized bytes; `threads` sets intra_op_num_threads;
+    `exact_fp32` turns off TF32 on CUDA, for comparisons at fp32 tolerance."""
     import onnxruntime as ort
     if device not in DEVICES:
         raise UsageError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
@@ -73,8 +74,9 @@ def open_session(model: str | os.PathLike[str] | bytes, device: str = "auto",
         if want_cuda:
             ort.set_default_logger_severity(4)  # a failing CUDA load would print errors
             try:
+                cuda = (CUDA, {"use_tf32": "0"}) if exact_fp32 else CUDA
                 session = ort.InferenceSession(source, _options(threads, True),
-                                               providers=[CUDA, CPU])
+                                               providers=[cuda, CPU])
             finally:
                 ort.set_default_logger_severity(2)
             if session.get_providers()[0] == CUDA:

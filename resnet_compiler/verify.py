@@ -191,15 +191,21 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
         # run, so interleaving them would slow both down
         module = _torch_module(net, sd, device)
         x = torch.from_numpy(x_np).to(device)
-        report.modules_checked, bad = _torch_shapes(module, graph, x)
-        report.shape_mismatches += bad
-        sync = torch.cuda.synchronize if device == "cuda" else None
-        with torch.inference_mode():
-            want = module(x).float().cpu().numpy()
-            report.torch_ms = _median_ms(lambda: module(x), sync)
+        # fp32 means fp32: TF32 convolutions on Ampere+ GPUs differ from fp32 by ~1e-3
+        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            report.modules_checked, bad = _torch_shapes(module, graph, x)
+            report.shape_mismatches += bad
+            sync = torch.cuda.synchronize if device == "cuda" else None
+            with torch.inference_mode():
+                want = module(x).float().cpu().numpy()
+                report.torch_ms = _median_ms(lambda: module(x), sync)
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
         module = None  # free its memory before onnxruntime loads
 
-        session = open_session(path, "auto")
+        session = open_session(path, "auto", exact_fp32=True)
     report.ort_device = session_device(session)
     feed = {session.get_inputs()[0].name: x_np}
     got = session.run(None, feed)[0]
