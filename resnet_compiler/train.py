@@ -294,7 +294,7 @@ def _train(args: argparse.Namespace, dist: Dist) -> int:  # noqa: C901 - one lin
     from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
     from .compiler import compile as compile_spec
-    from .data import check_channels, fit_batch, load_dataset
+    from .data import check_channels, download_fashion_mnist, fit_batch, load_dataset
 
     net = compile_spec(args.spec)
     channels, height, width = net.input_shape
@@ -312,8 +312,14 @@ def _train(args: argparse.Namespace, dist: Dist) -> int:  # noqa: C901 - one lin
     amp = _pick_amp(args.amp, device)
     channels_last = device.type == "cuda" if args.channels_last is None else args.channels_last
 
-    data = load_dataset(args.dataset, args.data_dir, channels, (height, width),
-                        download=args.download and dist.main, seed=args.seed)
+    if args.download and args.dataset == "fashion-mnist" and args.data_dir:
+        if dist.main:  # one rank fetches, the others wait for the files
+            download_fashion_mnist(args.data_dir)
+        if dist.world > 1:
+            torch.distributed.barrier()
+    elif args.download:
+        raise UsageError("--download fetches Fashion-MNIST: it needs --dataset fashion-mnist --data-dir DIR")
+    data = load_dataset(args.dataset, args.data_dir, channels, (height, width), seed=args.seed)
     check_channels(data.image_shape[0], channels)
     top = int(max(data.train_labels.max(), data.test_labels.max()))
     if top >= num_classes:

@@ -193,3 +193,15 @@ def test_fit_batch_resizes_and_converts_channels() -> None:
     assert data.fit_batch(x, 1, (8, 8)) is x
     with pytest.raises(UsageError, match="channels"):
         data.check_channels(2, 3)
+
+
+def test_train_on_idx_files_resized_to_the_spec(tmp_path: Path) -> None:
+    """28x28 IDX images reach an 8x8 spec through the per-batch resize."""
+    from resnet_compiler.cli import main as cli_main
+    write_fashion(tmp_path / "d", n_train=40, n_test=10, gz=True)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    out = tmp_path / "o"
+    assert cli_main(["train", str(spec), "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "d"),
+                     "--epochs", "1", "--batch-size", "16", "--out", str(out)]) == 0
+    assert (out / "checkpoint.pt").is_file() and (out / "metrics.csv").is_file()
