@@ -2,10 +2,11 @@
 
 Defaults are the seed chapter's run (plain SGD, lr 0.05, batch 128, 10 epochs, images resized to
 the spec's input) with one change: the learning rate follows a cosine schedule per step instead of
-staying constant. With few steps per epoch, plain SGD at a constant rate leaves the eval-mode
-accuracy (BatchNorm running statistics) swinging by several points from one epoch to the next, and
-the final epoch is the one a user keeps; annealing the rate to zero makes the last epoch the settled
-one. `--schedule constant` gives the chapter's exact recipe.
+staying constant. At a constant rate, plain SGD's eval-mode accuracy (BatchNorm running statistics)
+keeps moving from one epoch to the next, and the final epoch is the one a user keeps; annealing the
+rate to zero makes the last epoch the settled one. Measured on digits (batch 32, 10 epochs): constant
+went 96.9 -> 96.1 -> 98.1% over epochs 2-4 and ended at 97.8%; cosine ended at 98.3%.
+`--schedule constant` gives the chapter's exact recipe.
 
 Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel (NCCL on GPUs,
 gloo on CPUs), each rank reads its share of every epoch through a DistributedSampler, `--batch-size`
