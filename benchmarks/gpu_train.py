@@ -31,13 +31,13 @@ def build() -> torch.nn.Module:
     return rc.compile(SEED_SPEC).build_torch()
 
 
-def measure(device: torch.device, amp: torch.dtype | None, channels_last: bool, compiled: bool,
+def measure(device: torch.device, amp: torch.dtype | None, channels_last: bool, compiled: str | None,
             batch: int, warmup: int, steps: int) -> dict[str, float]:
     """Images/s of full SGD steps (forward, backward, update) after `warmup` steps."""
     model = build().to(device).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    step_model = torch.compile(model) if compiled else model
+    step_model = torch.compile(model, mode=compiled) if compiled else model
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     x = torch.rand(batch, 1, 96, 96, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = False
     half = torch.bfloat16 if (not cuda or torch.cuda.is_bf16_supported()) else torch.float16
     configs = [
-        ("fp32 eager NCHW", None, False, False),
-        (f"AMP {str(half).split('.')[-1]} + channels_last", half, True, False),
-        (f"AMP {str(half).split('.')[-1]} + channels_last + compile", half, True, True),
+        ("fp32 eager NCHW", None, False, None),
+        (f"AMP {str(half).split('.')[-1]} + channels_last", half, True, None),
+        (f"AMP {str(half).split('.')[-1]} + channels_last + compile", half, True, "default"),
+        (f"AMP {str(half).split('.')[-1]} + channels_last + compile, CUDA graphs", half, True,
+         "reduce-overhead"),
     ]
     gpu = torch.cuda.get_device_name(0) if cuda else f"none (CPU: {platform.machine()})"
     print(f"device: {gpu} | torch {torch.__version__} | batch {args.batch} | 1x96x96 | "
