@@ -10,30 +10,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .args import Parser, positive_int
 from .errors import SpecError, UsageError, VerificationError
 
 EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so usage errors share the error path."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
 def compile_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="resnet-compile", description=(
+    p = Parser(prog="resnet-compile", description=(
         "Compile a ResNet-family spec (YAML/JSON) into a shape-checked graph, PyTorch source or "
         "ONNX. Other commands: `resnet-compile schema` prints the spec's JSON Schema; "
         "`resnet-compile train SPEC ...` trains the network (see `resnet-compile train --help`)."))
@@ -46,18 +30,18 @@ def compile_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file (default: stdout for text formats)")
     p.add_argument("--weights", help="state_dict checkpoint (.pt/.pth via torch.load("
                                      "weights_only=True), or .safetensors) for onnx / --verify")
-    p.add_argument("--opset", type=_positive, help="ONNX opset (default: the newest the "
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default: the newest the "
                                                     "installed onnxruntime runs)")
     p.add_argument("--no-fold-bn", action="store_true",
                    help="keep BatchNormalization nodes instead of folding them into convs")
-    p.add_argument("--batch", type=_positive,
+    p.add_argument("--batch", type=positive_int,
                    help="fixed batch size for ONNX (default: dynamic); batch for --verify")
     p.add_argument("--verify", action="store_true",
                    help="run the PyTorch module and the ONNX model on the same inputs and "
                         "compare (exit 1 on mismatch)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="torch device for --verify (default: cpu)")
-    p.add_argument("--max-params", type=_positive, default=None,
+    p.add_argument("--max-params", type=positive_int, default=None,
                    help="refuse networks with more parameters (default: 4e9)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -114,7 +98,7 @@ def _run_compile(argv: Sequence[str]) -> int:
 
 
 def _run_schema(argv: Sequence[str]) -> int:
-    p = _Parser(prog="resnet-compile schema",
+    p = Parser(prog="resnet-compile schema",
                 description="Print the JSON Schema of the spec language (for editors).")
     p.add_argument("-o", "--output", help="write to a file instead of stdout")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)

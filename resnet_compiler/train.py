@@ -34,50 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .args import Parser, nonnegative_float, nonnegative_int, positive_int
 from .errors import UsageError
 
 CHECKPOINT = "checkpoint.pt"
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "images_per_s", "lr", "seconds")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS
-    p = _Parser(prog="resnet-compile train", description=(
+    p = Parser(prog="resnet-compile train", description=(
         "Train the network of SPEC (the chapter's defaults: SGD, lr 0.05, batch 128, 10 epochs, "
         "images resized to the spec's input). Under torchrun it runs DistributedDataParallel."))
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
@@ -88,15 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(train/ and test/ subfolders, or a seeded 80/20 split)")
     d.add_argument("--data-dir", help="folder with the dataset files")
     d.add_argument("--download", action="store_true", help="fetch missing Fashion-MNIST files")
-    d.add_argument("--workers", type=_nonneg_int, default=0, help="DataLoader worker processes (default 0)")
+    d.add_argument("--workers", type=nonnegative_int, default=0,
+                   help="DataLoader worker processes (default 0)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=_positive_int, default=10, help="epochs (default 10)")
-    o.add_argument("--batch-size", type=_positive_int, default=128,
+    o.add_argument("--epochs", type=positive_int, default=10, help="epochs (default 10)")
+    o.add_argument("--batch-size", type=positive_int, default=128,
                    help="global batch size, split across ranks under torchrun (default 128)")
-    o.add_argument("--lr", type=_nonneg_float, default=0.05, help="peak SGD learning rate (default 0.05)")
-    o.add_argument("--momentum", type=_nonneg_float, default=0.0,
+    o.add_argument("--lr", type=nonnegative_float, default=0.05, help="peak SGD learning rate (default 0.05)")
+    o.add_argument("--momentum", type=nonnegative_float, default=0.0,
                    help="SGD momentum (default 0, as the chapter)")
-    o.add_argument("--weight-decay", type=_nonneg_float, default=0.0, help="L2 weight decay (default 0)")
+    o.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="L2 weight decay (default 0)")
     o.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
                    help="learning rate per step: cosine to zero (default), step (x0.1 at 50%% and 75%%) "
                         "or constant (the chapter's)")
@@ -105,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default runs/SPEC_NAME)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     r.add_argument("--overwrite", action="store_true", help="start afresh even if OUT/checkpoint.pt exists")
-    r.add_argument("--stop-after", type=_positive_int, metavar="EPOCH",
+    r.add_argument("--stop-after", type=positive_int, metavar="EPOCH",
                    help="end this run after EPOCH epochs (the schedule still spans --epochs); "
                         "continue later with --resume")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

@@ -11,6 +11,14 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per test worker (and the processes it starts): two workers on two cores each
+    # spinning two OpenMP threads slow everything down several-fold
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 # for tests that take capsys and reset it themselves (capsys.readouterr()) for every example
 CAPSYS_OK = [*_SLOW_OK, HealthCheck.function_scoped_fixture]

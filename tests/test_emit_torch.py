@@ -50,9 +50,9 @@ def test_inferred_shapes_equal_torchs_at_every_module(spec: Path) -> None:
 def test_the_generated_file_imports_and_builds_with_no_arguments(tmp_path: Path) -> None:
     path = tmp_path / "resnet18.py"
     path.write_text(rc.compile(ROOT / "spec" / "resnet18.yaml").to_torch_source())
-    code = ("import importlib.util, torch; s = importlib.util.spec_from_file_location('m', '%s'); "
+    code = (f"import importlib.util, torch; s = importlib.util.spec_from_file_location('m', {str(path)!r}); "
             "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
-            "net = m.ResNet18().eval(); print(tuple(net(torch.zeros(1, 3, 64, 64)).shape))" % path)
+            "net = m.ResNet18().eval(); print(tuple(net(torch.zeros(1, 3, 64, 64)).shape))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(1, 1000)"
