@@ -138,7 +138,7 @@ def check_state_dict(graph: nx.DiGraph, sd: Mapping[str, np.ndarray]) -> None:
         if names:
             parts.append(f"{len(names)} {label}: {_listing(names)}")
     if parts:
-        raise UsageError(f"the weights do not fit {graph.graph['name']}: " + "; ".join(parts))
+        raise UsageError(f"the weights do not fit the network {graph.graph['name']!r}: " + "; ".join(parts))
 
 
 def _last_bns(graph: nx.DiGraph) -> set[str]:

@@ -20,6 +20,7 @@ from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import BLOCKS, SHORTCUTS, STEMS, valid_specs
+from support import module_shapes
 
 import resnet_compiler as rc
 
@@ -114,20 +115,6 @@ def calibrate(module: torch.nn.Module, input_shape: tuple[int, ...], seed: int) 
     return module.state_dict()
 
 
-def _module_shapes(module: torch.nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(
-        lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
-        for name, m in module.named_modules() if name]
-    try:
-        with torch.no_grad():
-            module(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes
-
-
 @settings(max_examples=examples(25, most=400))
 @given(valid_specs(max_side=72), st.integers(0, 2**16))
 def test_inferred_shapes_equal_torch_shapes(spec: dict[str, Any], seed: int) -> None:
@@ -137,7 +124,7 @@ def test_inferred_shapes_equal_torch_shapes(spec: dict[str, Any], seed: int) -> 
     net = rc.compile(spec)
     module = net.build_torch().eval()
     x = torch.randn(2, *net.input_shape)
-    actual = _module_shapes(module, x)
+    actual = module_shapes(module, x)
     g = net.graph
     for node, data in g.nodes(data=True):
         if data["op"] in NON_MODULE_OPS:
