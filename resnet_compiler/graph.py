@@ -79,6 +79,7 @@ class _Expander:
         self.classes: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.class_names: set[str] = set()
         self.top_names: set[str] = set()
+        self.groups: set[str] = set()  # `group.index` stem/head names already gathered
 
     def error(self, path: Iterable[str | int], message: str) -> SpecError:
         return self.doc.error(tuple(path), message)
@@ -152,6 +153,7 @@ class _Expander:
     def names_for(ops: list[Any], taken: set[str]) -> list[str]:
         """Explicit names, or `<op><k>` for unnamed ops, skipping names already in use."""
         explicit = {op.name for op in ops if op.name}
+        explicit |= {name.partition(".")[0] for name in explicit}  # `group.index` claims `group`
         used = set(taken) | explicit
         counters: dict[str, int] = {}
         names = []
@@ -176,14 +178,31 @@ class _Expander:
         self.top_names.add(name)
         return name
 
-    def top_level_ops(self, ops: list[Any], x: str, section: tuple[str | int, ...]) -> tuple[str, list[str]]:
+    def top_level_ops(self, ops: list[Any], x: str, section: tuple[str | int, ...]
+                      ) -> tuple[str, list[str]]:
         names = self.names_for(ops, self.top_names)
         ids = []
+        group, expected = None, 0
         for i, (op, name) in enumerate(zip(ops, names, strict=True)):
             origin = (*section, i)
             if op.when is not None:
                 raise self.error((*origin, "when"), "'when' is only meaningful inside a block")
-            self.claim_top(name, origin)
+            prefix, _, index = name.partition(".")
+            if index:  # `group.index`: consecutive ops of one nn.Sequential, numbered from 0
+                if prefix != group:
+                    if prefix in self.groups:
+                        raise self.error((*origin, "name"), f"{name!r}: ops of group {prefix!r} "
+                                         "must be consecutive")
+                    self.claim_top(prefix, (*origin, "name"))
+                    self.groups.add(prefix)
+                    group, expected = prefix, 0
+                if int(index) != expected:
+                    raise self.error((*origin, "name"), f"{name!r}: ops of group {prefix!r} must "
+                                     f"be numbered from 0 in order ({prefix}.{expected} expected)")
+                expected += 1
+            else:
+                group = None
+                self.claim_top(name, origin)
             x = self.apply_op(op, name, x, {"in_channels": self.g.nodes[x]["shape"][0]}, origin)
             ids.append(x)
         return x, ids
@@ -242,6 +261,11 @@ class _Expander:
             n += 1
             name = f"{base}{n}"
         self.class_names.add(name)
+        for section, ops in (("branch", block.branch), ("post", block.post)):
+            for i, op in enumerate(ops):
+                if op.name and "." in op.name:
+                    raise self.error(("blocks", kind, section, i, "name"), f"{op.name!r}: dotted "
+                                     "names group stem and head ops; inside a block use plain names")
         scope = self.names_for(branch + post, {"downsample", "add"})
         branch_names, post_names = scope[: len(branch)], scope[len(branch):]
         for nm in (*branch_names, *post_names):

@@ -81,7 +81,18 @@ def _class_name(value: str) -> str:
     return value
 
 
+def _op_name(value: str) -> str:
+    """A module name, or `group.index` to gather consecutive stem/head ops into nn.Sequential
+    (as timm names ResNet-D's deep stem `conv1.0` ... `conv1.6`)."""
+    group, dot, index = value.partition(".")
+    _identifier(group)
+    if dot and not (index.isdigit() and len(index) <= 4 and str(int(index)) == index):
+        raise ValueError(f"{value!r}: a dotted op name is a group name and an index, like 'conv1.0'")
+    return value
+
+
 Identifier = Annotated[str, AfterValidator(_identifier)]
+OpName = Annotated[str, AfterValidator(_op_name)]
 Variable = Annotated[str, AfterValidator(_variable)]
 ExprText = Annotated[str, AfterValidator(_expression)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
@@ -96,7 +107,8 @@ class _Model(BaseModel):
 
 
 class _Op(_Model):
-    name: Identifier | None = Field(None, description="Module name in the generated code.")
+    name: OpName | None = Field(None, description="Module name in the generated code; in the stem"
+                                " and head, 'group.index' gathers consecutive ops into nn.Sequential.")
     when: ExprText | None = Field(None, description="Include the op only if this is true.")
 
 

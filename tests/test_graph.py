@@ -96,3 +96,40 @@ def test_user_block_params_override_per_stage() -> None:
     assert g.nodes["layer2.0.expand"]["out_channels"] == 32 * 4
     assert g.nodes["layer3.0.se"]["rd_channels"] == 16  # max(8, 256 // 16)
     assert "layer2.0.se" not in g
+
+
+def _stem_spec(names: list[str]) -> dict:
+    ops = [{"op": "conv", "channels": 8, "kernel": 3}, {"op": "bn"}, {"op": "relu"}]
+    return {"name": "grouped", "input": {"channels": 3, "height": 16, "width": 16}, "num_classes": 2,
+            "stem": [{**op, "name": n} for op, n in zip(ops, names, strict=True)],
+            "stages": [{"block": "basic", "depth": 1, "channels": 8}]}
+
+
+def test_dotted_stem_names_become_one_sequential() -> None:
+    net = rc.compile(_stem_spec(["stem.0", "stem.1", "stem.2"]))
+    assert "self.stem = nn.Sequential(" in net.to_torch_source()
+    model = net.build_torch()
+    assert [n for n, _ in model.stem.named_children()] == ["0", "1", "2"]
+    assert net.graph.nodes["stem.1"]["shape"] == (8, 16, 16)
+
+
+@pytest.mark.parametrize("names, message", [
+    (["stem.0", "stem.2", "relu"], "'stem.2': ops of group 'stem' must be numbered from 0 in order"),
+    (["bn", "bn.0", "relu"], "name 'bn' is used twice at the top level"),
+    (["stem.0", "bn", "stem.1"], "'stem.1': ops of group 'stem' must be consecutive"),
+    (["stem.0", "stem.1", "stem.x"], "a dotted op name is a group name and an index"),
+])
+def test_dotted_stem_names_must_be_a_numbered_run(names: list[str], message: str) -> None:
+    with pytest.raises(SpecError) as e:
+        rc.compile(_stem_spec(names))
+    assert message in str(e.value)
+
+
+def test_dotted_names_are_refused_inside_blocks() -> None:
+    spec = _stem_spec(["conv1", "bn1", "relu"])
+    spec["blocks"] = {"mine": {"branch": [{"op": "conv", "name": "a.0", "channels": "channels",
+                                           "kernel": 3}]}}
+    spec["stages"] = [{"block": "mine", "depth": 1, "channels": 8}]
+    with pytest.raises(SpecError) as e:
+        rc.compile(spec)
+    assert "blocks.mine.branch[0].name: 'a.0': dotted names group stem and head ops" in str(e.value)

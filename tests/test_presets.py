@@ -44,10 +44,11 @@ def test_timm_preset_parameter_count(name: str) -> None:
     assert sum(p.numel() for p in net.build_torch().parameters()) == net.total_params
 
 
-def test_seresnet50_loads_timm_weights_and_computes_the_same() -> None:
+@pytest.mark.parametrize("name", ["seresnet50", "resnet50d"])
+def test_timm_preset_loads_timms_weights_and_computes_the_same(name: str) -> None:
     torch.manual_seed(0)
-    reference = realistic_bn(timm.create_model("seresnet50", pretrained=False)).eval()
-    ours = rc.compile(ROOT / "spec" / "seresnet50.yaml").build_torch().eval()
+    reference = realistic_bn(timm.create_model(name, pretrained=False)).eval()
+    ours = rc.compile(ROOT / "spec" / f"{name}.yaml").build_torch().eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(1, 3, 160, 160, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():

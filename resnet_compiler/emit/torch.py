@@ -250,6 +250,26 @@ def _class_name(name: str, taken: set[str]) -> str:
     return base
 
 
+def _top_level(entries: list[tuple[str, str]], init: list[str], forward: list[str]) -> None:
+    """Lines for stem or head modules; `group.index` names become one nn.Sequential `group`."""
+    i = 0
+    while i < len(entries):
+        name, module = entries[i]
+        group, _, index = name.partition(".")
+        if not index:
+            init.append(f"self.{name} = {module}")
+            forward.append(f"x = self.{name}(x)")
+            i += 1
+            continue
+        init.append(f"self.{group} = nn.Sequential(")
+        while i < len(entries) and entries[i][0].partition(".")[0] == group \
+                and entries[i][0].partition(".")[2]:
+            init.append(f"{INDENT}{entries[i][1]},")
+            i += 1
+        init.append(")")
+        forward.append(f"x = self.{group}(x)")
+
+
 def model_class_name(graph: nx.DiGraph) -> str:
     """The generated model class's name, derived from the spec name."""
     return _class_name(graph.graph["name"], set(graph.graph["classes"]) | {"SqueezeExcite"})
@@ -283,13 +303,12 @@ def emit_torch(graph: nx.DiGraph) -> str:
     layout = gg["layout"]
     init = ["super().__init__()"]
     forward = []
-    prev_is_input = True
-    for node_id in layout["stem"]:
+    stem = []
+    for i, node_id in enumerate(layout["stem"]):
         d = nodes[node_id]
         in_ch = str(graph.nodes[next(iter(graph.predecessors(node_id)))]["shape"][0])
-        init.append(f"self.{node_id} = {_module(d['op'], _concrete(d), in_ch, not prev_is_input)}")
-        forward.append(f"x = self.{node_id}(x)")
-        prev_is_input = False
+        stem.append((node_id, _module(d["op"], _concrete(d), in_ch, inplace=i > 0)))
+    _top_level(stem, init, forward)
     for stage in layout["stages"]:
         init.append(f"self.{stage['name']} = nn.Sequential(")
         for inst in stage["blocks"]:
@@ -303,6 +322,7 @@ def emit_torch(graph: nx.DiGraph) -> str:
             init.append(f"{INDENT}{inst['class']}({', '.join(args)}),")
         init.append(")")
         forward.append(f"x = self.{stage['name']}(x)")
+    head = []
     for node_id in layout["head"]:
         d = nodes[node_id]
         in_shape = graph.nodes[next(iter(graph.predecessors(node_id)))]["shape"]
@@ -317,8 +337,8 @@ def emit_torch(graph: nx.DiGraph) -> str:
             module = f"nn.Linear({in_shape[0]}, num_classes)"
         else:
             module = _module(op, _concrete(d), str(in_shape[0]), True)
-        init.append(f"self.{node_id} = {module}")
-        forward.append(f"x = self.{node_id}(x)")
+        head.append((node_id, module))
+    _top_level(head, init, forward)
     init.append("self._init_weights()")
     forward.append("return x")
 
