@@ -20,31 +20,24 @@ import torch
 import torchvision
 
 import resnet_compiler as rc
+from resnet_compiler.weights import init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, THREADS, ROUNDS = 8, 2, 10
-
-
-def realistic_bn(model: torch.nn.Module) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-                m.weight.copy_(torch.rand(n, generator=g) * 0.4 + 0.3)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
 
 
 def main() -> None:
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
-    tv = realistic_bn(torchvision.models.resnet50()).eval()
+    # torchvision's resnet50 with seeded weights and non-trivial BatchNorm statistics (the
+    # compiler's resnet50 has the same state_dict keys)
+    net = rc.compile(ROOT / "spec" / "resnet50.yaml")
+    weights = init_weights(net.graph, seed=0, realistic_bn=True)
+    tv = torchvision.models.resnet50().eval()
+    tv.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
     tmp = Path(tempfile.mkdtemp())
-    rc.compile(ROOT / "spec" / "resnet50.yaml").to_onnx(tmp / "ours.onnx", weights=tv.state_dict())
+    net.to_onnx(tmp / "ours.onnx", weights=weights)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
