@@ -309,6 +309,7 @@ def emit_torch(graph: nx.DiGraph) -> str:
         in_ch = str(graph.nodes[next(iter(graph.predecessors(node_id)))]["shape"][0])
         stem.append((node_id, _module(d["op"], _concrete(d), in_ch, inplace=i > 0)))
     _top_level(stem, init, forward)
+    signature = {name: _constructor_params(rec) for name, rec in classes.items()}
     for stage in layout["stages"]:
         init.append(f"self.{stage['name']} = nn.Sequential(")
         for inst in stage["blocks"]:
@@ -316,8 +317,7 @@ def emit_torch(graph: nx.DiGraph) -> str:
             args = [str(inst["in_channels"]), str(inst["channels"])]
             if inst["stride"] != 1:
                 args.append(f"stride={inst['stride']}")
-            used_params = _constructor_params(rec)
-            args += [f"{k}={inst['params'][k]!r}" for k in used_params
+            args += [f"{k}={inst['params'][k]!r}" for k in signature[inst["class"]]
                      if inst["params"][k] != rec["params"][k]]
             init.append(f"{INDENT}{inst['class']}({', '.join(args)}),")
         init.append(")")
