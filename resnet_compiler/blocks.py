@@ -15,6 +15,3 @@ LIBRARY_PATH = Path(__file__).with_name("blocks.yaml")
 def builtin_library() -> Library:
     return validate(load_file(LIBRARY_PATH), Library)
 
-
-def builtin_block_names() -> list[str]:
-    return sorted(builtin_library().blocks)

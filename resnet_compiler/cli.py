@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from .args import Parser, positive_int
 from .errors import SpecError, UsageError, VerificationError
@@ -27,11 +28,12 @@ def compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit", choices=EMIT_FORMATS,
                    help="torch: PyTorch source; onnx: ONNX model; graph: node-link JSON; "
                         "dot: Graphviz; summary: the --check table")
-    p.add_argument("-o", "--output", help="output file (default: stdout for text formats)")
+    p.add_argument("-o", "--output", help="output file for --emit or --check (default: stdout for "
+                                         "text formats)")
     p.add_argument("--weights", help="state_dict checkpoint (.pt/.pth via torch.load("
                                      "weights_only=True), or .safetensors) for onnx / --verify")
-    p.add_argument("--opset", type=positive_int, help="ONNX opset (default: the newest the "
-                                                    "installed onnxruntime runs)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset, 13 to 22 (default: 21, which "
+                                                    "onnxruntime 1.20 and later run)")
     p.add_argument("--no-fold-bn", action="store_true",
                    help="keep BatchNormalization nodes instead of folding them into convs")
     p.add_argument("--batch", type=positive_int,
@@ -48,11 +50,17 @@ def compile_parser() -> argparse.ArgumentParser:
 
 
 def _emit_text_or_file(text: str, output: str | None) -> None:
+    """Text to `output` (atomically, then `wrote PATH` on stderr), or to stdout."""
     if output:
         from .outputs import write_atomic
         write_atomic(output, text)
+        _wrote(output)
     else:
         sys.stdout.write(text)
+
+
+def _wrote(path: str) -> None:
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def _run_compile(argv: Sequence[str]) -> int:
@@ -67,12 +75,19 @@ def _run_compile(argv: Sequence[str]) -> int:
     if args.weights and not (args.emit == "onnx" or args.verify):
         raise UsageError("resnet-compile: --weights is used by --emit onnx and --verify")
 
+    if args.check and args.emit and args.output:
+        raise UsageError("resnet-compile: -o names one file; give it to --check or to --emit")
     from .compiler import compile as compile_spec
-    from .graph import DEFAULT_MAX_PARAMS
-    net = compile_spec(args.spec, max_params=args.max_params or DEFAULT_MAX_PARAMS)
+    from .expand import DEFAULT_MAX_PARAMS, ParamLimitError
+    try:
+        net = compile_spec(args.spec, max_params=args.max_params or DEFAULT_MAX_PARAMS)
+    except ParamLimitError as e:
+        e.problems[-1] = replace(e.problems[-1], message=e.problems[-1].message
+                                 + "; raise it with --max-params if you mean it")
+        raise
 
     if args.check:
-        sys.stdout.write(net.summary())
+        _emit_text_or_file(net.summary(), None if args.emit else args.output)
     if args.emit == "summary":
         _emit_text_or_file(net.summary(), args.output)
     elif args.emit == "torch":
@@ -86,7 +101,7 @@ def _run_compile(argv: Sequence[str]) -> int:
     elif args.emit == "onnx":
         net.to_onnx(args.output, weights=args.weights, opset=args.opset,
                     fold_bn=not args.no_fold_bn, batch=args.batch)
-        print(f"wrote {args.output}", file=sys.stderr)
+        _wrote(args.output)
     if args.verify:
         from .verify import verify
         report = verify(net, weights=args.weights, batch=args.batch or 2, device=args.device,

@@ -1,37 +1,78 @@
 """Arithmetic expressions in block templates (`channels * expansion`).
 
-An expression is parsed once into a whitelisted Python AST, evaluated here with Python's own
-semantics, and rendered back verbatim into generated code. Because both sides run the same
-arithmetic on the same values, the compiler's numbers and the emitted module's numbers agree.
-Nothing outside the whitelist (attributes, calls other than a few builtins, subscripts, lambdas,
-strings) is accepted, so a spec can never smuggle code into the generated source.
+An expression is parsed once into a whitelisted Python AST, compiled into a tree of small Python
+closures that evaluate it with Python's own semantics, and rendered back verbatim into generated
+code. Because both sides run the same arithmetic on the same values, the compiler's numbers and
+the emitted module's numbers agree. Nothing outside the whitelist (attributes, calls other than a
+few named functions, subscripts, lambdas, strings) is accepted, so a spec can never smuggle code
+into the generated source; nothing is ever passed to `eval`.
+
+Parsing is memoised by source text: a design-space sweep compiles thousands of specs that share
+the same few dozen expressions.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+import math
+import operator
+from collections.abc import Callable, Mapping
 
 Value = int | float | bool
+Env = Mapping[str, Value]
+Evaluator = Callable[[Env], Value]
 
-FUNCTIONS = {"max": max, "min": min, "int": int, "round": round, "abs": abs}
 MAX_EXPRESSION_LENGTH = 200
+MAX_MAGNITUDE = 1e12
 
-_BINOPS = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.FloorDiv: lambda a, b: a // b,
-    ast.Mod: lambda a, b: a % b,
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
+                   round_limit: float = 0.9) -> int:
+    """`value` rounded to the nearest multiple of `divisor` (at least `min_value`, default the
+    divisor); one more step up when rounding lost more than 1 - round_limit of it. The rule
+    timm uses for SE widths (with round_limit 0) and for channel counts (0.9)."""
+    if divisor < 1:
+        raise ValueError("divisor must be at least 1")
+    floor_value = divisor if min_value is None else min_value
+    rounded = max(floor_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return rounded
+
+
+# The same function in the generated code (which imports nothing but torch and math).
+MAKE_DIVISIBLE_SOURCE = '''
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
+                   round_limit: float = 0.9) -> int:
+    """`value` rounded to a multiple of `divisor`, at least `min_value` (timm's rule)."""
+    rounded = max(divisor if min_value is None else min_value,
+                  int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < round_limit * value else rounded
+'''
+
+
+def _log2(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"log2 of {value!r}: the argument must be positive")
+    return math.log2(value)
+
+
+FUNCTIONS: dict[str, Callable[..., Value]] = {
+    "max": max, "min": min, "int": int, "round": round, "abs": abs,
+    "make_divisible": make_divisible, "log2": _log2, "ceil": math.ceil, "floor": math.floor,
 }
-_CMPOPS = {
-    ast.Eq: lambda a, b: a == b,
-    ast.NotEq: lambda a, b: a != b,
-    ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b,
-    ast.Gt: lambda a, b: a > b,
-    ast.GtE: lambda a, b: a >= b,
+# Keyword arguments a function accepts in an expression.
+KEYWORDS = {"make_divisible": frozenset({"divisor", "min_value", "round_limit"})}
+# Functions the generated code must define or import when an expression uses them.
+MATH_FUNCTIONS = frozenset({"log2", "ceil", "floor"})
+
+_BINOPS: dict[type, Callable[[Value, Value], Value]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+}
+_CMPOPS: dict[type, Callable[[Value, Value], bool]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
+    ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
 }
 
 
@@ -40,9 +81,12 @@ class ExprError(ValueError):
 
 
 class Expr:
-    """A validated expression: `names` are the variables it reads."""
+    """A validated expression: `source` is its normalised text, `names` the variables it reads,
+    `functions` the functions it calls. Build with `Expr.parse` to share parsed instances."""
 
-    __slots__ = ("source", "tree", "names")
+    __slots__ = ("functions", "names", "source", "_evaluate")
+
+    _cache: dict[str, Expr] = {}
 
     def __init__(self, source: str):
         if len(source) > MAX_EXPRESSION_LENGTH:
@@ -51,46 +95,38 @@ class Expr:
             tree = ast.parse(source.strip(), mode="eval")
         except SyntaxError as e:
             raise ExprError(f"cannot parse expression {source!r}: {e.msg}") from None
-        self.names: set[str] = set()
-        self._check(tree.body)
-        self.tree = tree
+        self.names: frozenset[str]
+        self.functions: frozenset[str]
+        names: set[str] = set()
+        functions: set[str] = set()
+        self._evaluate = _compile(tree.body, names, functions)
+        self.names = frozenset(names)
+        self.functions = frozenset(functions)
         self.source = ast.unparse(tree)
 
-    def _check(self, node: ast.AST) -> None:
-        if isinstance(node, ast.Constant):
-            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                raise ExprError(f"only numbers are allowed in expressions, not {node.value!r}")
-        elif isinstance(node, ast.Name):
-            if node.id.startswith("_"):
-                raise ExprError(f"name {node.id!r} is not allowed")
-            self.names.add(node.id)
-        elif isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            self._check(node.left)
-            self._check(node.right)
-        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
-            self._check(node.operand)
-        elif isinstance(node, ast.BoolOp):
-            for v in node.values:
-                self._check(v)
-        elif isinstance(node, ast.Compare) and all(type(o) in _CMPOPS for o in node.ops):
-            self._check(node.left)
-            for c in node.comparators:
-                self._check(c)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in FUNCTIONS and not node.keywords):
-            for a in node.args:
-                self._check(a)
-        else:
-            raise ExprError(f"unsupported syntax in expression: {ast.unparse(node)!r}")
+    @classmethod
+    def parse(cls, source: str | int | float) -> Expr:
+        """The parsed expression for `source` (numbers become constants), memoised."""
+        text = source if isinstance(source, str) else repr(source)
+        found = cls._cache.get(text)
+        if found is None:
+            found = cls(text)
+            if len(cls._cache) < 100_000:
+                cls._cache[text] = found
+        return found
 
-    def evaluate(self, env: Mapping[str, Value]) -> Value:
-        missing = sorted(n for n in self.names if n not in env and n not in FUNCTIONS)
-        if missing:
-            raise ExprError(f"unknown name {missing[0]!r} in {self.source!r}"
-                            f" (known: {', '.join(sorted(env))})")
+    @property
+    def constant(self) -> bool:
+        return not self.names
+
+    def evaluate(self, env: Env) -> Value:
         try:
-            return _eval(self.tree.body, env)
-        except (ArithmeticError, ValueError, TypeError, OverflowError) as e:
+            return self._evaluate(env)
+        except KeyError as e:
+            name = e.args[0]
+            raise ExprError(f"unknown name {name!r} in {self.source!r}"
+                            f" (known: {', '.join(sorted(env))})") from None
+        except (ArithmeticError, ValueError, TypeError) as e:
             raise ExprError(f"cannot evaluate {self.source!r}: {e}") from None
 
     def __repr__(self) -> str:
@@ -103,39 +139,71 @@ class Expr:
         return hash(self.source)
 
 
-def _eval(node: ast.AST, env: Mapping[str, Value]) -> Value:
+def _number(value: Value) -> Value:
+    if isinstance(value, (int, float)) and abs(value) > MAX_MAGNITUDE:
+        raise OverflowError("value too large")
+    return value
+
+
+def _compile(node: ast.AST, names: set[str], functions: set[str]) -> Evaluator:
+    """A closure that evaluates the whitelisted `node`; collects the names it reads."""
     if isinstance(node, ast.Constant):
-        return node.value
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ExprError(f"only numbers are allowed in expressions, not {value!r}")
+        return lambda env: value
     if isinstance(node, ast.Name):
-        return env[node.id]
-    if isinstance(node, ast.BinOp):
-        a, b = _eval(node.left, env), _eval(node.right, env)
-        if isinstance(node.op, ast.Mult) and max(abs(a), abs(b)) > 1e12:
-            raise OverflowError("value too large")
-        return _BINOPS[type(node.op)](a, b)
-    if isinstance(node, ast.UnaryOp):
-        v = _eval(node.operand, env)
-        return (not v) if isinstance(node.op, ast.Not) else (-v if isinstance(node.op, ast.USub) else v)
+        name = node.id
+        if name.startswith("_"):
+            raise ExprError(f"name {name!r} is not allowed")
+        if name in ("True", "False"):
+            raise ExprError(f"only numbers are allowed in expressions, not {name}")
+        names.add(name)
+        return lambda env: env[name]
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        left, right = _compile(node.left, names, functions), _compile(node.right, names, functions)
+        fn = _BINOPS[type(node.op)]
+        return lambda env: _number(fn(left(env), right(env)))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
+        operand = _compile(node.operand, names, functions)
+        if isinstance(node.op, ast.Not):
+            return lambda env: not operand(env)
+        if isinstance(node.op, ast.USub):
+            return lambda env: -operand(env)
+        return operand
     if isinstance(node, ast.BoolOp):
-        values = [_eval(v, env) for v in node.values]
-        return all(values) if isinstance(node.op, ast.And) else any(values)
-    if isinstance(node, ast.Compare):
-        left = _eval(node.left, env)
-        for op, comp in zip(node.ops, node.comparators, strict=True):
-            right = _eval(comp, env)
-            if not _CMPOPS[type(op)](left, right):
-                return False
-            left = right
-        return True
-    if isinstance(node, ast.Call):
-        return FUNCTIONS[node.func.id](*[_eval(a, env) for a in node.args])
-    raise ExprError(f"unsupported syntax: {ast.unparse(node)!r}")
+        parts = [_compile(v, names, functions) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda env: all(p(env) for p in parts)
+        return lambda env: any(p(env) for p in parts)
+    if isinstance(node, ast.Compare) and all(type(o) in _CMPOPS for o in node.ops):
+        first = _compile(node.left, names, functions)
+        rest = [(_CMPOPS[type(o)], _compile(c, names, functions))
+                for o, c in zip(node.ops, node.comparators, strict=True)]
 
-
-def as_expr(value: Value | str | Expr) -> Expr:
-    """Numbers become constant expressions, strings are parsed."""
-    if isinstance(value, Expr):
-        return value
-    if isinstance(value, str):
-        return Expr(value)
-    return Expr(repr(value))
+        def compare(env: Env) -> bool:
+            left = first(env)
+            for fn, comp in rest:
+                right = comp(env)
+                if not fn(left, right):
+                    return False
+                left = right
+            return True
+        return compare
+    if isinstance(node, ast.IfExp):
+        test, body, orelse = (_compile(n, names, functions)
+                              for n in (node.test, node.body, node.orelse))
+        return lambda env: body(env) if test(env) else orelse(env)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
+        fname = node.func.id
+        allowed = KEYWORDS.get(fname, frozenset())
+        for kw in node.keywords:
+            if kw.arg not in allowed:
+                raise ExprError(f"{fname}() takes no keyword {kw.arg!r}"
+                                + (f" (keywords: {', '.join(sorted(allowed))})" if allowed else ""))
+        fn = FUNCTIONS[fname]
+        args = [_compile(a, names, functions) for a in node.args]
+        kwargs = [(kw.arg, _compile(kw.value, names, functions)) for kw in node.keywords]
+        functions.add(fname)
+        return lambda env: _number(fn(*[a(env) for a in args], **{k: v(env) for k, v in kwargs}))
+    raise ExprError(f"unsupported syntax in expression: {ast.unparse(node)!r}")

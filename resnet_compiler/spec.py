@@ -7,12 +7,9 @@ and a user's own are handled by one mechanism.
 
 from __future__ import annotations
 
-import builtins
 import difflib
 import hashlib
 import json
-import keyword
-import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -27,78 +24,36 @@ from pydantic import (
 )
 
 from .errors import Problem, SpecError
-from .expr import Expr, ExprError
+from .expr import FUNCTIONS, Expr, ExprError
 from .load import Document, format_path
+from .messages import did_you_mean
+from .names import MAX_NAME_LENGTH, RESERVED_NAMES, check_class_name, check_identifier, check_variable
+from .ops import SPEC_OPS
 
-# Attribute names an nn.Module already has, plus names the generated code uses itself.
-RESERVED_NAMES = frozenset({
-    "training", "forward", "state_dict", "load_state_dict", "parameters", "named_parameters",
-    "buffers", "named_buffers", "children", "named_children", "modules", "named_modules", "apply",
-    "cuda", "cpu", "to", "type", "float", "double", "half", "bfloat16", "eval", "train",
-    "zero_grad", "share_memory", "extra_repr", "register_buffer", "register_parameter",
-    "register_module", "add_module", "get_submodule", "get_parameter", "get_buffer",
-    "requires_grad_", "reset_parameters", "compile", "dump_patches", "call_super_init",
-    "downsample", "add", "self", "x", "out", "shortcut", "nn", "torch", "super",
-    "T_destination", "get_extra_state", "set_extra_state", "set_submodule", "to_empty", "ipu",
-    "xpu", "mtia", "register_backward_hook", "register_forward_hook",
-    "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",
-    "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
-    "register_state_dict_post_hook", "register_state_dict_pre_hook",
-    "SqueezeExcite",  # the helper class of the generated code
-})
-PREDEFINED_VARIABLES = ("in_channels", "channels", "stride", "out_channels")
-MAX_NAME_LENGTH = 64
-_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+__all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Defaults", "Head", "Input", "Library", "Op",
+           "Spec", "Stage", "json_schema", "validate"]
 
-
-def _identifier(value: str) -> str:
-    if not _IDENTIFIER.match(value) or len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{value[:80]!r} is not a valid name: use letters, digits and _, starting"
-                         f" with a letter, at most {MAX_NAME_LENGTH} characters")
-    if keyword.iskeyword(value) or value in RESERVED_NAMES:
-        raise ValueError(f"{value!r} is reserved; choose another name")
-    return value
-
-
-def _variable(value: str) -> str:
-    _identifier(value)
-    if value in PREDEFINED_VARIABLES or hasattr(builtins, value):
-        raise ValueError(f"{value!r} is a predefined or builtin name; choose another")
-    return value
 
 
 def _expression(value: str) -> str:
     try:
-        return Expr(value).source
+        return Expr.parse(value).source
     except ExprError as e:
         raise ValueError(str(e)) from None
 
 
-def _class_name(value: str) -> str:
-    _identifier(value)
-    if not value[0].isupper():
-        raise ValueError(f"class name {value!r} must start with an upper-case letter")
+def _variable(value: str) -> str:
+    check_variable(value)
+    if value in FUNCTIONS:
+        raise ValueError(f"{value!r} is a function of the expression language; choose another")
     return value
 
 
-def _op_name(value: str) -> str:
-    """A module name, or `group.index` to gather consecutive stem/head ops into nn.Sequential
-    (as timm names ResNet-D's deep stem `conv1.0` ... `conv1.6`)."""
-    group, dot, index = value.partition(".")
-    _identifier(group)
-    if dot and not (index.isdigit() and len(index) <= 4 and str(int(index)) == index):
-        raise ValueError(f"{value!r}: a dotted op name is a group name and an index, like 'conv1.0'")
-    return value
-
-
-Identifier = Annotated[str, AfterValidator(_identifier)]
-OpName = Annotated[str, AfterValidator(_op_name)]
+Identifier = Annotated[str, AfterValidator(check_identifier)]
 Variable = Annotated[str, AfterValidator(_variable)]
 ExprText = Annotated[str, AfterValidator(_expression)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
-NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 Size = Union[PositiveInt, ExprText]  # noqa: UP007  (pydantic needs the Union spelling here)
-Offset = Union[NonNegativeInt, ExprText]  # noqa: UP007
 ParamValue = Union[StrictBool, StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]]  # noqa: UP007
 
 
@@ -106,68 +61,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class _Op(_Model):
-    name: OpName | None = Field(None, description="Module name in the generated code; in the stem"
-                                " and head, 'group.index' gathers consecutive ops into nn.Sequential.")
-    when: ExprText | None = Field(None, description="Include the op only if this is true.")
-
-
-class Conv(_Op):
-    """2-D convolution. `padding` defaults to dilation * (kernel - 1) // 2 ('same' for stride 1)."""
-
-    op: Literal["conv"]
-    channels: Size
-    kernel: Size
-    stride: Size = 1
-    padding: Offset | None = None
-    dilation: Size = 1
-    groups: Size = 1
-    bias: StrictBool | None = Field(None, description="Default: defaults.conv_bias.")
-
-
-class BatchNorm(_Op):
-    """Batch normalisation over the current channels."""
-
-    op: Literal["bn"]
-    eps: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-5
-    momentum: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.1
-
-
-class ReLU(_Op):
-    op: Literal["relu"]
-
-
-class MaxPool(_Op):
-    """Max pooling; `stride` defaults to `kernel`, `padding` to kernel // 2."""
-
-    op: Literal["maxpool"]
-    kernel: Size
-    stride: Size | None = None
-    padding: Offset | None = None
-    ceil_mode: StrictBool = False
-
-
-class AvgPool(_Op):
-    """Average pooling; `stride` defaults to `kernel`, `padding` to 0."""
-
-    op: Literal["avgpool"]
-    kernel: Size
-    stride: Size | None = None
-    padding: Offset = 0
-    ceil_mode: StrictBool = False
-    count_include_pad: StrictBool = True
-
-
-class SqueezeExcite(_Op):
-    """Squeeze-and-excitation: pool, 1x1 conv to `channels`, ReLU, 1x1 conv back, sigmoid gate."""
-
-    op: Literal["se"]
-    channels: Size
-
-
-Op = Annotated[Union[Conv, BatchNorm, ReLU, MaxPool, AvgPool, SqueezeExcite],  # noqa: UP007
+# Every op a spec may write, from the op table: `op:` picks the model.
+Op = Annotated[Union[tuple(op.model for op in SPEC_OPS.values())],  # noqa: UP007
                Field(discriminator="op")]
-OP_KINDS = ("conv", "bn", "relu", "maxpool", "avgpool", "se")
+OP_KINDS = tuple(SPEC_OPS)
+_OP_MODELS: dict[str, type[BaseModel]] = {k: op.model for k, op in SPEC_OPS.items()}
 
 
 class Input(_Model):
@@ -179,7 +77,7 @@ class Input(_Model):
 class Block(_Model):
     """A residual block template: branch, optional projection shortcut, add, then `post`."""
 
-    class_name: Annotated[str, AfterValidator(_class_name)] | None = Field(
+    class_name: Annotated[str, AfterValidator(check_class_name)] | None = Field(
         None, description="Class name in the generated code.")
     params: dict[Variable, ParamValue] = Field(
         default_factory=dict, description="Parameters with defaults; stages may override them.")
@@ -278,10 +176,6 @@ def _known_keys(model: type[BaseModel], data: Any, loc: tuple[Any, ...]) -> list
     return []
 
 
-_OP_MODELS: dict[str, type[BaseModel]] = {
-    "conv": Conv, "bn": BatchNorm, "relu": ReLU, "maxpool": MaxPool, "avgpool": AvgPool,
-    "se": SqueezeExcite,
-}
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
@@ -321,17 +215,13 @@ def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
     if kind == "extra_forbidden":
         key = str(loc[-1])
         known = _known_keys(model, doc.data, raw_loc)
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else (
-            f"; expected one of: {', '.join(known)}" if known else "")
+        hint = did_you_mean(key, known) or (f"; expected one of: {', '.join(known)}" if known else "")
         return f"unknown key {key!r}{hint}"
     if kind == "missing":
         return f"missing required key {str(loc[-1])!r}"
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "?")
-        close = difflib.get_close_matches(str(tag), OP_KINDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown op {tag!r} (ops: {', '.join(OP_KINDS)}){hint}"
+        return f"unknown op {tag!r} (ops: {', '.join(OP_KINDS)}){did_you_mean(str(tag), OP_KINDS)}"
     if kind == "union_tag_not_found":
         return f"each op needs an 'op' key ({', '.join(OP_KINDS)})"
     value = err.get("input")
@@ -355,28 +245,42 @@ def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
 
 
 def validate(doc: Document, model: type[BaseModel] = Spec) -> Any:
-    """Validate plain data against `model`; every problem becomes one `file:line: path:` line."""
+    """Validate plain data against `model`; every problem becomes one `file:line: path:` line,
+    all of them in one run, sorted by line."""
     if not isinstance(doc.data, dict):
         raise SpecError.single("", f"a spec must be a mapping of keys, not {type(doc.data).__name__}",
                                doc.source, 1)
+    problems: list[Problem] = []
+    meant: set[tuple[Any, ...]] = set()
+    if model is Spec:
+        from .references import reference_problems
+        problems, meant = reference_problems(doc)
     try:
-        return model.model_validate(doc.data)
+        result = model.model_validate(doc.data)
     except ValidationError as e:
-        problems = []
-        seen = set()
-        errors = _dedupe_unions(e.errors())
-        misspelled = _misspelled_required(errors, model, doc)
-        for err in errors:
-            loc = _clean_loc(err["loc"])
-            if err["type"] == "missing" and loc in misspelled:
-                continue  # reported once, as the unknown key with its did-you-mean
-            msg = _message(err, model, doc, loc)
-            key = (loc, msg)
-            if key in seen:
-                continue
-            seen.add(key)
-            problems.append(Problem(format_path(loc), msg, doc.line_of(loc)))
-        raise SpecError(problems, doc.source) from None
+        problems += _problems(e, model, doc, meant)
+    if problems:
+        raise SpecError(sorted(problems, key=lambda p: p.line or 0), doc.source) from None
+    return result
+
+
+def _problems(e: ValidationError, model: type[BaseModel], doc: Document,
+              meant: set[tuple[Any, ...]]) -> list[Problem]:
+    problems = []
+    seen = set()
+    errors = _dedupe_unions(e.errors())
+    misspelled = _misspelled_required(errors, model, doc) | meant
+    for err in errors:
+        loc = _clean_loc(err["loc"])
+        if err["type"] == "missing" and loc in misspelled:
+            continue  # reported once, as the unknown key with its did-you-mean
+        msg = _message(err, model, doc, loc)
+        key = (loc, msg)
+        if key in seen:
+            continue
+        seen.add(key)
+        problems.append(Problem(format_path(loc), msg, doc.line_of(loc)))
+    return problems
 
 
 def _misspelled_required(errors: list[dict[str, Any]], model: type[BaseModel],

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import UsageError
+from .messages import first_line
 
 if TYPE_CHECKING:
     from .compiler import CompiledNetwork
@@ -159,18 +160,16 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
     import onnx
     import torch
 
-    from .emit.onnx import _check_opset, write_onnx
+    from .devices import torch_device
+    from .emit.onnx import check_opset, write_onnx
     from .infer import open_session, session_device
     from .weights import as_numpy_state_dict, check_state_dict, init_weights
 
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"--device {device}: choose cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: CUDA is not available on this machine")
+    device = torch_device(device)
     if batch < 1:
         raise UsageError(f"batch {batch}: must be at least 1")
     graph = net.graph
-    opset = _check_opset(opset)
+    opset = check_opset(opset)
     sd = init_weights(graph, realistic_bn=True) if weights is None else as_numpy_state_dict(weights)
     check_state_dict(graph, sd)
     report = VerifyReport(net.name, batch, device, "cpu", fold_bn, opset)
@@ -183,7 +182,7 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
         try:
             onnx.checker.check_model(str(path), full_check=True)
         except Exception as e:
-            report.checker_error = str(e).strip().splitlines()[0][:200]
+            report.checker_error = first_line(e)
         report.values_checked, bad = _onnx_shapes(path, graph, fold_bn, None)
         report.shape_mismatches += bad
 

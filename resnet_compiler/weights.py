@@ -8,7 +8,6 @@ Keys are the graph's node ids plus each node's `tensors` (`layer1.0.conv1.weight
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -19,15 +18,11 @@ import networkx as nx
 import numpy as np
 
 from .errors import UsageError
+from .messages import first_line, format_shape
+from .ops import REGISTRY, InitOptions
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 MAX_LISTED = 6
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _is_torch_tensor(value: Any) -> bool:
@@ -79,7 +74,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         except UsageError:
             raise
         except Exception as e:
-            raise UsageError(f"{p}: not a readable safetensors file ({_first_line(e)})") from None
+            raise UsageError(f"{p}: not a readable safetensors file ({first_line(e)})") from None
     import pickle
 
     import torch
@@ -96,7 +91,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                          ".safetensors)") from None
     except Exception as e:
         raise UsageError(f"{p}: cannot read the checkpoint ({type(e).__name__}: "
-                         f"{_first_line(e)})") from None
+                         f"{first_line(e)})") from None
     return _state_dict(obj, str(p))
 
 
@@ -118,17 +113,13 @@ def _listing(names: list[str]) -> str:
     return shown + (f" (and {len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else "")
 
 
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "x".join(map(str, shape)) or "scalar"
-
-
 def check_state_dict(graph: nx.DiGraph, sd: Mapping[str, np.ndarray]) -> None:
     """Raise UsageError naming missing, unexpected and mis-shaped keys (num_batches_tracked,
     unused at inference, may be absent)."""
     expected = expected_tensors(graph)
     missing = [k for k in expected if k not in sd and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in sd if k not in expected]
-    misshaped = [f"{k} (checkpoint {_fmt(tuple(sd[k].shape))}, network {_fmt(shape)})"
+    misshaped = [f"{k} (checkpoint {format_shape(tuple(sd[k].shape))}, network {format_shape(shape)})"
                  for k, shape in expected.items() if k in sd and tuple(sd[k].shape) != shape]
     not_float = [k for k, shape in expected.items() if k in sd and not k.endswith(
         ".num_batches_tracked") and not np.issubdtype(np.asarray(sd[k]).dtype, np.floating)]
@@ -141,63 +132,19 @@ def check_state_dict(graph: nx.DiGraph, sd: Mapping[str, np.ndarray]) -> None:
         raise UsageError(f"the weights do not fit the network {graph.graph['name']!r}: " + "; ".join(parts))
 
 
-def _last_bns(graph: nx.DiGraph) -> set[str]:
-    """The BN that ends each block's branch (zero-initialised when the spec asks for it)."""
-    classes = graph.graph["classes"]
-    out = set()
-    for stage in graph.graph["layout"]["stages"]:
-        for inst in stage["blocks"]:
-            bn = classes[inst["class"]].get("last_bn")
-            if bn:
-                out.add(f"{inst['id']}.{bn}")
-    return out
-
-
 def init_weights(graph: nx.DiGraph, seed: int = 0, realistic_bn: bool = False
                  ) -> dict[str, np.ndarray]:
-    """A seeded state_dict initialised like the emitted code (kaiming-normal fan_out convs,
-    PyTorch's default uniform for biases and the classifier). `realistic_bn` gives BatchNorm
-    non-trivial statistics, so eval-mode activations stay bounded in deep networks."""
+    """A seeded state_dict initialised like the emitted code (each op's own rule: kaiming-normal
+    fan_out convs, PyTorch's default uniform for biases and the classifier). `realistic_bn` gives
+    norms non-trivial statistics, so eval-mode activations stay bounded in deep networks."""
     rng = np.random.default_rng(seed)
-    zero_last = set() if realistic_bn or not graph.graph.get("zero_init_last_bn") \
-        else _last_bns(graph)
     sd: dict[str, np.ndarray] = {}
-
-    def uniform(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
-        bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
-        return rng.uniform(-bound, bound, shape).astype(np.float32)
-
     for node, data in graph.nodes(data=True):
-        op = data["op"]
-        for rel, shape in data.get("tensors", {}).items():
-            key = f"{node}.{rel}"
-            leaf = rel.rsplit(".", 1)[-1]
-            if op in ("conv", "se"):
-                wshape = shape if leaf == "weight" else data["tensors"][rel.replace("bias", "weight")]
-                if leaf == "weight":
-                    std = math.sqrt(2.0 / (shape[0] * math.prod(shape[2:])))
-                    sd[key] = (rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float32)
-                else:
-                    sd[key] = uniform(shape, math.prod(wshape[1:]))
-            elif op == "linear":
-                sd[key] = uniform(shape, data["in_features"])
-            elif op == "bn":
-                sd[key] = _bn_tensor(rng, leaf, shape, realistic_bn, node in zero_last)
-            else:
-                raise ValueError(f"no initialisation for {key}")
+        tensors = data.get("tensors")
+        if not tensors:
+            continue
+        options = InitOptions(realistic_norm=realistic_bn,
+                              zero_gamma=not realistic_bn and bool(data.get("zero_init")))
+        values = REGISTRY[data["op"]].init(data, tensors, rng, options)
+        sd.update({f"{node}.{rel}": values[rel] for rel in tensors})
     return sd
-
-
-def _bn_tensor(rng: np.random.Generator, leaf: str, shape: tuple[int, ...], realistic: bool,
-               zero_gamma: bool) -> np.ndarray:
-    if leaf == "num_batches_tracked":
-        return np.array(0, dtype=np.int64)
-    if realistic:
-        draw = {"weight": lambda: rng.uniform(0.3, 0.7, shape),
-                "bias": lambda: rng.normal(0.0, 0.1, shape),
-                "running_mean": lambda: rng.normal(0.0, 0.1, shape),
-                "running_var": lambda: rng.uniform(0.75, 1.25, shape)}[leaf]
-        return draw().astype(np.float32)
-    value = {"weight": 0.0 if zero_gamma else 1.0, "bias": 0.0, "running_mean": 0.0,
-             "running_var": 1.0}[leaf]
-    return np.full(shape, value, dtype=np.float32)

@@ -110,7 +110,8 @@ def test_check_prints_every_op_and_the_totals() -> None:
     r = run_cli("spec/resnet50.yaml", "--check")
     assert r.returncode == 0, r.stderr
     assert "25,557,032" in r.stdout and "4,089,184,256" in r.stdout
-    assert re.search(r"^layer4\.2\.conv3\s+conv\s+2048x7x7\s+1,048,576\s+51,380,224$", r.stdout, re.M)
+    row = r"^layer4\.2\.conv3\s+conv\s+2048x7x7\s+1\s+1\s+1\s+1\s+1,048,576\s+51,380,224$"
+    assert re.search(row, r.stdout, re.M)
     assert re.search(r"^fc\s+linear\s+1000\s", r.stdout, re.M)
 
 

@@ -63,7 +63,7 @@ def test_cli_verify_exit_codes(tmp_path):
     assert "verify resnet20_cifar: ok" in r.stdout and r.stderr == ""  # no CUDA noise
     if not CUDA:
         r = run_cli(SPEC, "--verify", "--device", "cuda")
-        assert r.returncode == 2 and "CUDA is not available" in r.stderr
+        assert r.returncode == 2 and "no CUDA device is available" in r.stderr
         assert "Traceback" not in r.stderr
 
 

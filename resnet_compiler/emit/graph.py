@@ -19,9 +19,8 @@ def _plain(value: Any) -> Any:
 
 
 def to_json(graph: nx.DiGraph) -> str:
-    """networkx node-link JSON; the emitter's class templates are left out (code, not graph)."""
+    """networkx node-link JSON: the whole graph, nothing left out."""
     data = nx.node_link_data(graph, edges="edges")
-    data["graph"] = {k: v for k, v in data["graph"].items() if k not in ("classes", "layout")}
     return json.dumps(_plain(data), indent=1, sort_keys=True) + "\n"
 
 

@@ -1,8 +1,15 @@
-"""The `--check` table: one row per op with output shape, parameters and MACs, then totals."""
+"""The `--check` table: one row per op with its output shape, window (kernel, stride, dilation,
+groups), parameters and MACs, a subtotal after each stage, then totals."""
 
 from __future__ import annotations
 
 import networkx as nx
+
+from ..messages import format_shape
+from ..templates import Layout
+
+HEADERS = ("name", "op", "output", "k", "s", "d", "g", "params", "MACs")
+LEFT = 3  # name, op and output are left-aligned; the numbers right-aligned
 
 
 def _human(n: float) -> str:
@@ -12,30 +19,61 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
-def summary(graph: nx.DiGraph) -> str:
-    rows = []
-    for node in graph.nodes:  # insertion order: branch, projection, add, as in the code
-        d = graph.nodes[node]
-        shape = "x".join(map(str, d["shape"]))
-        rows.append((node, d["op"], shape, f"{d['params']:,}" if d["params"] else "-",
-                     f"{d['macs']:,}" if d["macs"] else "-"))
-    headers = ("name", "op", "output", "params", "MACs")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+def _count(n: int) -> str:
+    return f"{n:,}" if n else "-"
 
-    def line(cells: tuple[str, ...]) -> str:
-        left = [c.ljust(w) for c, w in zip(cells[:3], widths[:3], strict=True)]
-        right = [c.rjust(w) for c, w in zip(cells[3:], widths[3:], strict=True)]
+
+def _row(node: str, d: dict) -> tuple[str, ...]:
+    window = [str(d[k]) if k in d else "" for k in ("kernel", "stride", "dilation", "groups")]
+    return (node, d["op"], format_shape(d["shape"]), *window, _count(d["params"]),
+            _count(d["macs"]))
+
+
+def _rows(graph: nx.DiGraph, layout: Layout) -> list[tuple[str, ...] | None]:
+    """Table rows in graph order (branch, projection, add, as in the code), with a subtotal row
+    after each stage; None marks a rule."""
+    stage_of = {block.id: stage.name for stage in layout.stages for block in stage.blocks}
+    last_node = {}
+    for node in graph.nodes:
+        prefix = ".".join(node.split(".")[:2])
+        if prefix in stage_of:
+            last_node[stage_of[prefix]] = node
+    totals: dict[str, list[int]] = {}
+    rows: list[tuple[str, ...] | None] = []
+    for node, d in graph.nodes(data=True):
+        rows.append(_row(node, d))
+        stage = stage_of.get(".".join(node.split(".")[:2]))
+        if stage is None:
+            continue
+        t = totals.setdefault(stage, [0, 0])
+        t[0] += d["params"]
+        t[1] += d["macs"]
+        if last_node[stage] == node:
+            rows += [None, (f"{stage} subtotal", "", "", "", "", "", "", f"{t[0]:,}", f"{t[1]:,}"),
+                     None]
+    return rows
+
+
+def summary(graph: nx.DiGraph, layout: Layout) -> str:
+    rows = _rows(graph, layout)
+    cells = [r for r in rows if r is not None]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(HEADERS)]
+
+    def line(row: tuple[str, ...]) -> str:
+        left = [c.ljust(w) for c, w in zip(row[:LEFT], widths[:LEFT], strict=True)]
+        right = [c.rjust(w) for c, w in zip(row[LEFT:], widths[LEFT:], strict=True)]
         return "  ".join(left + right).rstrip()
 
     gg = graph.graph
-    rule = "-" * len(line(headers))
+    rule = "-" * len(line(HEADERS))
     params, macs = gg["total_params"], gg["total_macs"]
-    act_bytes = gg["activation_elements"] * 4
     c, h, w = gg["input_shape"]
-    out = [f"{gg['name']}: input {c}x{h}x{w}, {gg['num_classes']} classes", rule, line(headers),
-           rule, *map(line, rows), rule,
+    body = [rule if r is None else line(r) for r in rows]
+    out = [f"{gg['name']}: input {c}x{h}x{w}, {gg['num_classes']} classes"
+           "  (k kernel, s stride, d dilation, g groups)", rule, line(HEADERS), rule, *body, rule,
            f"total params:        {params:,} ({_human(params)})",
            f"total MACs:          {macs:,} ({_human(macs)}MACs per image)",
            f"parameter memory:    {params * 4 / 2**20:,.1f} MiB (fp32)",
-           f"activation memory:   {act_bytes / 2**20:,.1f} MiB per image (fp32, all op outputs)"]
+           f"activation memory:   {gg['total_acts'] * 4 / 2**20:,.1f} MiB per image (fp32, every"
+           " tensor the ops write)"]
     return "\n".join(out) + "\n"

@@ -1,23 +1,34 @@
-"""PyTorch source emitter: one standalone, readable file that imports only torch.
+"""PyTorch source emitter: one standalone, readable file that imports only torch (and math when an
+expression needs it).
 
-Each block template becomes a class whose constructor takes the per-instance values (in_channels,
-channels, stride and the block's params) and evaluates the template's expressions verbatim, so
-the code reads like torchvision's `resnet.py` while staying a pure function of the graph.
+Each block template becomes one class whose constructor takes the per-instance values
+(in_channels, channels, stride and the block's params) and evaluates the template's expressions
+verbatim; an op switched by `when:` is an optional submodule (None when off). Every op's
+constructor and forward call come from the op table, so the code reads like torchvision's
+`resnet.py` while staying a pure function of the graph and its layout.
 """
 
 from __future__ import annotations
 
+import linecache
 import re
+import sys
 import textwrap
+import types
+from collections.abc import Iterable
 from typing import Any
 
 import networkx as nx
 
-from ..expr import Expr
+from ..expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
+from ..ops import REGISTRY
+from ..templates import BlockTemplate, Layout, OpTemplate, TopOp
 
 INDENT = "    "
 WIDTH = 99
 
+
+# ---- line wrapping -------------------------------------------------------------------------------
 
 def _split_args(text: str) -> list[str]:
     """Split call arguments at top-level commas (the code is ours: no strings with commas)."""
@@ -35,13 +46,34 @@ def _split_args(text: str) -> list[str]:
     return args
 
 
+def _break_at_spaces(line: str) -> list[str]:
+    """Break a long line at spaces inside its outermost brackets (implicit continuation); a bare
+    assignment gets parentheses first."""
+    indent = line[: len(line) - len(line.lstrip())]
+    if "(" not in line and " = " in line:
+        target, _, value = line.partition(" = ")
+        line = f"{target} = ({value})"
+    start = line.index("(") + 1
+    out, current = [line[:start]], indent + INDENT
+    for word in line[start:].split(" "):
+        if len(current) + len(word) > WIDTH and current.strip():
+            out.append(current.rstrip())
+            current = indent + INDENT
+        current += word + " "
+    out.append(current.rstrip())
+    return out
+
+
 def _wrap(line: str) -> list[str]:
-    """Break an over-long call or def line after its opening parenthesis, black-style."""
-    if len(line) <= WIDTH or "(" not in line:
+    """Break an over-long line after its first opening parenthesis, black-style, one argument
+    group per line; anything still too long breaks at spaces."""
+    if len(line) <= WIDTH:
         return [line]
+    if "(" not in line:
+        return _break_at_spaces(line)
     indent = line[: len(line) - len(line.lstrip())]
     start = line.index("(")
-    depth = 0
+    depth, end = 0, len(line) - 1
     for end in range(start, len(line)):
         depth += {"(": 1, ")": -1}.get(line[end], 0)
         if depth == 0:
@@ -54,10 +86,11 @@ def _wrap(line: str) -> list[str]:
             current = indent + INDENT
         current += piece + " "
     out += [current.rstrip(), indent + line[end:]]
-    return out
+    return [part for piece in out
+            for part in (_break_at_spaces(piece) if len(piece) > WIDTH else [piece])]
 
 
-def _lines(lines: list[str]) -> str:
+def _lines(lines: Iterable[str]) -> str:
     return "\n".join(part for line in lines for part in _wrap(line))
 
 
@@ -68,169 +101,143 @@ def _docstring(text: str, indent: str) -> list[str]:
         return [one]
     body = textwrap.wrap(text, WIDTH - len(indent) - 3)
     return [f'{indent}"""{body[0]}', *[indent + b for b in body[1:]], f'{indent}"""']
-_DEFAULTS = {"stride": "1", "padding": "0", "dilation": "1", "groups": "1"}
 
 
-def _module(op: str, a: dict[str, Any], in_ch: str, inplace: bool) -> str:
-    """The constructor call for one op; `a` holds expression sources or plain values."""
-    if op == "conv":
-        args = [in_ch, a["channels"], f"kernel_size={a['kernel']}"]
-        args += [f"{k}={a[k]}" for k in ("stride", "padding", "dilation", "groups")
-                 if a[k] != _DEFAULTS[k]]
-        return f"nn.Conv2d({', '.join(args)}, bias={a['bias']})"
-    if op == "bn":
-        args = [in_ch]
-        if a["eps"] != 1e-5:
-            args.append(f"eps={a['eps']!r}")
-        if a["momentum"] != 0.1:
-            args.append(f"momentum={a['momentum']!r}")
-        return f"nn.BatchNorm2d({', '.join(args)})"
-    if op == "relu":
-        return "nn.ReLU(inplace=True)" if inplace else "nn.ReLU()"
-    if op == "se":
-        return f"SqueezeExcite({in_ch}, {a['channels']})"
-    if op == "maxpool":
-        args = [f"kernel_size={a['kernel']}", f"stride={a['stride']}", f"padding={a['padding']}"]
-        if a["ceil_mode"]:
-            args.append("ceil_mode=True")
-        return f"nn.MaxPool2d({', '.join(args)})"
-    if op == "avgpool":
-        args = [f"kernel_size={a['kernel']}", f"stride={a['stride']}"]
-        if a["padding"] != "0":
-            args.append(f"padding={a['padding']}")
-        if a["ceil_mode"]:
-            args.append("ceil_mode=True")
-        if not a["count_include_pad"]:
-            args.append("count_include_pad=False")
-        return f"nn.AvgPool2d({', '.join(args)})"
-    raise ValueError(f"no PyTorch module for op {op!r}")
+def _indented(lines: Iterable[str], depth: int = 2) -> list[str]:
+    return [f"{INDENT * depth}{line}" if line else "" for line in lines]
 
 
-def _out_channels(op: str, a: dict[str, Any], in_ch: str) -> str:
-    return a["channels"] if op == "conv" else in_ch
+# ---- block classes -------------------------------------------------------------------------------
+
+def _code(op: OpTemplate) -> dict[str, Any]:
+    """An op template's attributes as code: sizes as expression text, the rest as values."""
+    return {k: (op.exprs[k].source if k in op.exprs else v) for k, v in op.sources.items()}
 
 
-def _names_in(source: Any) -> set[str]:
-    return Expr(source).names if isinstance(source, str) else set()
+def _op_names(op: OpTemplate) -> set[str]:
+    names = {n for e in op.exprs.values() for n in e.names}
+    return names | (set(op.when.names) if op.when else set())
 
 
-SE_CLASS = '''
-class SqueezeExcite(nn.Module):
-    """Channel attention (Hu et al.): pool, 1x1 conv down, ReLU, 1x1 conv up, sigmoid gate."""
-
-    def __init__(self, channels: int, rd_channels: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, rd_channels, kernel_size=1)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(rd_channels, channels, kernel_size=1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = x.mean((2, 3), keepdim=True)
-        scale = self.fc2(self.act(self.fc1(scale)))
-        return x * self.gate(scale)
-'''
-
-
-def _used_names(rec: dict[str, Any]) -> set[str]:
+def _used_names(t: BlockTemplate) -> set[str]:
     """Variables the class's expressions read, following vars that use earlier vars."""
-    used: set[str] = set(_names_in(rec["out_channels"]))
-    for section in ("branch", "post", "projection"):
-        for entry in rec[section]:
-            for key, value in entry.items():
-                if key not in ("name", "op"):
-                    used |= _names_in(value)
-    for name, src in reversed(rec["vars"]):
+    used = set(t.out_channels.names)
+    for op in t.ops():
+        used |= _op_names(op)
+    for name, e in reversed(t.vars):
         if name in used:
-            used |= _names_in(src)
+            used |= e.names
     return used
 
 
-def _constructor_params(rec: dict[str, Any]) -> dict[str, Any]:
-    """Block params that become keyword arguments (those `when` fixed are baked in)."""
-    used = _used_names(rec)
-    return {k: v for k, v in rec["params"].items() if k in used and k not in rec["fixed"]}
+def constructor_params(t: BlockTemplate) -> dict[str, Any]:
+    """Block params that become keyword arguments of the class."""
+    used = _used_names(t)
+    return {k: v for k, v in t.params.items() if k in used}
 
 
-def _block_class(rec: dict[str, Any]) -> str:
-    """Source of one block class from its template record."""
-    used = _used_names(rec)
-    var_sources = dict(rec["vars"])
-    params = _constructor_params(rec)
+def _module_expr(op: OpTemplate, in_ch: str, inplace: bool) -> str | None:
+    """The constructor for `op`; `nn.Identity()` where its attributes make it a no-op."""
+    opdef = REGISTRY[op.kind]
+    code = _code(op)
+    module = opdef.torch_module(code, in_ch, inplace and opdef.inplace_ok)
+    condition = opdef.identity_condition(code)
+    if condition == "True":
+        return "nn.Identity()"
+    if condition and module is not None:
+        return f"nn.Identity() if {condition} else {module}"
+    return module
+
+
+def _channels_after(op: OpTemplate, ch: str) -> str:
+    after = REGISTRY[op.kind].torch_channels(_code(op), ch)
+    if op.when is None or after == ch:
+        return after
+    return f"({after} if {op.when.source} else {ch})"
+
+
+def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str]:
+    """Constructor and forward lines of the branch, and the channels feeding the projection."""
+    init: list[str] = []
+    forward: list[str] = []
+    ch, var, projection_in = "in_channels", "x", "in_channels"
+    fresh = False  # `var` holds a tensor the block made itself, safe to modify in place
+    for op in t.branch:
+        module = _module_expr(op, ch, inplace=fresh)
+        if op.when is None:
+            init.append(f"self.{op.name} = {module}")
+            forward.append(f"out = {REGISTRY[op.kind].torch_call(f'self.{op.name}', [var])}")
+        else:
+            init += [f"if {op.when.source}:", f"{INDENT}self.{op.name} = {module}", "else:",
+                     f"{INDENT}self.{op.name} = None"]
+            if var != "out":
+                forward.append(f"out = {var}")
+            call = REGISTRY[op.kind].torch_call(f"self.{op.name}", ["out"])
+            forward += [f"if self.{op.name} is not None:", f"{INDENT}out = {call}"]
+        ch, var, fresh = _channels_after(op, ch), "out", fresh or op.when is None
+        if op.name == t.projection_from:
+            forward.append("preact = out")
+            projection_in, var, fresh = ch, "preact", False
+    return init, forward, projection_in
+
+
+def _projection(t: BlockTemplate, ch: str) -> list[str]:
+    lines = ["if stride != 1 or in_channels != out_channels:",
+             f"{INDENT}self.downsample = nn.Sequential("]
+    for op in t.projection:
+        module = _module_expr(op, ch, inplace=False)
+        if op.when is not None:
+            module = f"{module} if {op.when.source} else nn.Identity()"
+        lines.append(f"{INDENT * 2}{module},")
+        ch = _channels_after(op, ch)
+    return [*lines, f"{INDENT})", "else:", f"{INDENT}self.downsample = None"]
+
+
+def _block_class(t: BlockTemplate) -> str:
+    """Source of one block class from its template."""
+    used = _used_names(t)
+    params = constructor_params(t)
     signature = ["self", "in_channels: int", "channels: int", "stride: int = 1"]
     if params:
-        signature.append("*")
-        signature += [f"{k}: {type(v).__name__} = {v!r}" for k, v in params.items()]
-
-    body = ["super().__init__()"]
-    body += [f"{k} = {v!r}" for k, v in rec["fixed"].items() if k in used]
-    body += [f"{k} = {var_sources[k]}" for k, _ in rec["vars"] if k in used]
-    body.append(f"out_channels = {rec['out_channels']}")
-
-    # constructor lines and forward lines, tracking each op's input channels symbolically
-    forward = []
-    ch, source_var, saved_var = "in_channels", "x", None
-    projection_in = "in_channels"
-    for entry in rec["branch"]:
-        inplace = source_var != "x" and source_var != "preact"
-        body.append(f"self.{entry['name']} = {_module(entry['op'], entry, ch, inplace)}")
-        forward.append(f"out = self.{entry['name']}({source_var})")
-        ch = _out_channels(entry["op"], entry, ch)
-        source_var = "out"
-        if entry["name"] == rec["projection_from"]:
-            forward.append("preact = out")
-            saved_var, projection_in, source_var = "preact", ch, "preact"
-    for entry in rec["post"]:
-        body.append(f"self.{entry['name']} = {_module(entry['op'], entry, 'out_channels', True)}")
-    proj = []
-    pch = projection_in
-    for entry in rec["projection"]:
-        proj.append(_module(entry["op"], entry, pch, False) + ",")
-        pch = _out_channels(entry["op"], entry, pch)
-    body.append("if stride != 1 or in_channels != out_channels:")
-    body.append(f"{INDENT}self.downsample = nn.Sequential(")
-    body += [f"{INDENT * 2}{line}" for line in proj]
-    body.append(f"{INDENT})")
-    body.append("else:")
-    body.append(f"{INDENT}self.downsample = None")
-
-    shortcut_input = saved_var or "x"
-    forward.append(f"shortcut = x if self.downsample is None else self.downsample({shortcut_input})")
-    forward.append("out = out + shortcut")
-    for entry in rec["post"]:
-        forward.append(f"out = self.{entry['name']}(out)")
+        signature += ["*", *(f"{k}: {type(v).__name__} = {v!r}" for k, v in params.items())]
+    init = ["super().__init__()"]
+    init += [f"{k} = {e.source}" for k, e in t.vars if k in used]
+    init.append(f"out_channels = {t.out_channels.source}")
+    branch_init, forward, projection_in = _branch(t)
+    init += branch_init
+    for op in t.post:
+        init.append(f"self.{op.name} = {_module_expr(op, 'out_channels', inplace=True)}")
+    init += _projection(t, projection_in)
+    source = "preact" if t.projection_from else "x"
+    forward.append(f"shortcut = x if self.downsample is None else self.downsample({source})")
+    forward.append(f"out = {REGISTRY['add'].torch_call('', ['out', 'shortcut'])}")
+    forward += [f"out = {REGISTRY[op.kind].torch_call(f'self.{op.name}', ['out'])}"
+                for op in t.post]
     forward.append("return out")
-
-    lines = [f"class {rec['class_name']}(nn.Module):",
-             *_docstring(f"The {rec['kind']!r} block: {_describe(rec)}.", INDENT), ""]
-    lines.append(f"{INDENT}def __init__({', '.join(signature)}) -> None:")
-    lines += [f"{INDENT * 2}{line}" for line in body]
-    lines += ["", f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:"]
-    lines += [f"{INDENT * 2}{line}" for line in forward]
+    lines = [f"class {t.class_name}(nn.Module):",
+             *_docstring(f"The {t.kind!r} block: {_describe(t)}.", INDENT), "",
+             f"{INDENT}def __init__({', '.join(signature)}) -> None:", *_indented(init), "",
+             f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:", *_indented(forward)]
     return _lines(lines)
 
 
-def _describe(rec: dict[str, Any]) -> str:
-    branch = "-".join(e["op"] + (f"{e['kernel']}x{e['kernel']}" if e["op"] == "conv" and
-                                  not _names_in(e["kernel"]) else "") for e in rec["branch"])
-    post = "-".join(e["op"] for e in rec["post"])
-    text = f"{branch} plus a shortcut ({rec['shortcut']} when the shape changes)"
-    return text + (f", then {post}" if post else "")
+def _describe(t: BlockTemplate) -> str:
+    def label(op: OpTemplate) -> str:
+        k = op.exprs.get("kernel")
+        size = f"{k.source}x{k.source}" if op.kind == "conv" and k and k.constant else ""
+        return op.kind + size + ("?" if op.when else "")
+
+    text = f"{'-'.join(map(label, t.branch))} plus a shortcut ({t.shortcut} when the shape changes)"
+    post = "-".join(map(label, t.post))
+    return text + (f", then {post}" if post else "") + ("; '?' marks optional ops"
+                                                          if any(o.when for o in t.ops()) else "")
 
 
-def _concrete(data: dict[str, Any]) -> dict[str, Any]:
-    """Graph node attributes in the form `_module` takes (sizes as text)."""
-    a = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
-         for k, v in data.items()}
-    if data["op"] == "conv":
-        a["channels"] = str(data["out_channels"])
-    if data["op"] == "se":
-        a["channels"] = str(data["rd_channels"])
-    return a
-
+# ---- the model class -----------------------------------------------------------------------------
 
 _FAMILY_SPELLING = (("seresnext", "SEResNeXt"), ("seresnet", "SEResNet"), ("resnext", "ResNeXt"),
                     ("resnetv2", "ResNetV2"), ("resnet", "ResNet"), ("wide_resnet", "WideResNet"))
+HELPER_NAMES = frozenset({"SqueezeExcite", "make_divisible", "nn", "torch", "math", "I", "O"})
 
 
 def _class_name(name: str, taken: set[str]) -> str:
@@ -245,13 +252,27 @@ def _class_name(name: str, taken: set[str]) -> str:
             continue
         glue = "_" if base[-1:].isdigit() and part[0].isdigit() else ""
         base += glue + part[0].upper() + part[1:]
-    while base in taken or base in ("nn", "torch", "I", "O"):  # I, O: ambiguous names (E742)
+    while base in taken or base in HELPER_NAMES:  # I, O: ambiguous names (E742)
         base += "Model"
     return base
 
 
-def _top_level(entries: list[tuple[str, str]], init: list[str], forward: list[str]) -> None:
-    """Lines for stem or head modules; `group.index` names become one nn.Sequential `group`."""
+def model_class_name(graph: nx.DiGraph, layout: Layout) -> str:
+    """The generated model class's name, derived from the spec name."""
+    return _class_name(graph.graph["name"], set(layout.classes))
+
+
+def _top_level(ops: list[TopOp], inplace_from: int) -> tuple[list[str], list[str]]:
+    """Constructor and forward lines for stem or head modules; `group.index` names become one
+    nn.Sequential `group`."""
+    entries = []
+    for i, top in enumerate(ops):
+        opdef = REGISTRY[top.kind]
+        module = opdef.torch_module(top.sources, str(top.in_channels),
+                                    i >= inplace_from and opdef.inplace_ok)
+        entries.append((top.node_id, module))
+    init: list[str] = []
+    forward: list[str] = []
     i = 0
     while i < len(entries):
         name, module = entries[i]
@@ -268,21 +289,70 @@ def _top_level(entries: list[tuple[str, str]], init: list[str], forward: list[st
             i += 1
         init.append(")")
         forward.append(f"x = self.{group}(x)")
+    return init, forward
 
 
-def model_class_name(graph: nx.DiGraph) -> str:
-    """The generated model class's name, derived from the spec name."""
-    return _class_name(graph.graph["name"], set(graph.graph["classes"]) | {"SqueezeExcite"})
+def _stages(layout: Layout) -> tuple[list[str], list[str]]:
+    init: list[str] = []
+    forward: list[str] = []
+    signature = {name: constructor_params(t) for name, t in layout.classes.items()}
+    for stage in layout.stages:
+        init.append(f"self.{stage.name} = nn.Sequential(")
+        for inst in stage.blocks:
+            defaults = signature[inst.class_name]
+            args = [str(inst.in_channels), str(inst.channels)]
+            if inst.stride != 1:
+                args.append(f"stride={inst.stride}")
+            args += [f"{k}={inst.params[k]!r}" for k in defaults if inst.params[k] != defaults[k]
+                     or type(inst.params[k]) is not type(defaults[k])]
+            init.append(f"{INDENT}{inst.class_name}({', '.join(args)}),")
+        init.append(")")
+        forward.append(f"x = self.{stage.name}(x)")
+    return init, forward
 
 
-def emit_torch(graph: nx.DiGraph) -> str:
+def _init_weights(graph: nx.DiGraph, layout: Layout) -> list[str]:
+    kinds = {d["op"] for _, d in graph.nodes(data=True)}
+    rules = [rule for kind, opdef in REGISTRY.items() if kind in kinds for rule in opdef.torch_init]
+    lines = ["for m in self.modules():"] if rules else ["pass"]
+    for i, (module_type, body) in enumerate(rules):
+        lines.append(f"{INDENT}{'if' if i == 0 else 'elif'} isinstance(m, {module_type}):")
+        lines += [f"{INDENT * 2}{line}" for line in body]
+    if layout.zero_init_last_norm:
+        by_norm: dict[str, list[str]] = {}
+        for name, t in layout.classes.items():
+            if t.last_norm:
+                by_norm.setdefault(t.last_norm, []).append(name)
+        if by_norm:
+            lines.append("# start each residual branch at zero so every block begins as identity")
+            lines.append("for m in self.modules():")
+            for i, (norm, names) in enumerate(by_norm.items()):
+                kinds_text = names[0] if len(names) == 1 else f"({', '.join(names)})"
+                lines.append(f"{INDENT}{'if' if i == 0 else 'elif'} isinstance(m, {kinds_text}):")
+                lines.append(f"{INDENT * 2}nn.init.zeros_(m.{norm}.weight)")
+    return lines
+
+
+def _helpers(layout: Layout) -> tuple[list[str], list[str]]:
+    """Helper sources (functions, classes) and `math` names the generated code needs."""
+    ops = [op for t in layout.classes.values() for op in t.ops()]
+    kinds = [op.kind for op in ops] + [top.kind for top in (*layout.stem, *layout.head)]
+    exprs: list[Expr] = [e for op in ops for e in op.exprs.values()]
+    exprs += [e for t in layout.classes.values() for e in (t.out_channels, *(v for _, v in t.vars))]
+    functions = {f for e in exprs for f in e.functions}
+    helpers = [MAKE_DIVISIBLE_SOURCE] if "make_divisible" in functions else []
+    for kind in REGISTRY:
+        if kind in kinds:
+            helpers += [h for h in REGISTRY[kind].torch_helpers if h not in helpers]
+    return helpers, sorted(functions & MATH_FUNCTIONS)
+
+
+def emit_torch(graph: nx.DiGraph, layout: Layout) -> str:
     """The PyTorch source for `graph`: deterministic, ruff-clean, torch-only."""
     gg = graph.graph
-    nodes = graph.nodes
-    classes = gg["classes"]
-    uses_se = any(d["op"] == "se" for _, d in graph.nodes(data=True))
-    model_name = model_class_name(graph)
+    model_name = model_class_name(graph, layout)
     c, h, w = gg["input_shape"]
+    helpers, math_names = _helpers(layout)
     header = [
         f'"""{gg["name"]}: a residual network generated by resnet-compiler {gg["compiler_version"]}.',
         "",
@@ -292,89 +362,55 @@ def emit_torch(graph: nx.DiGraph) -> str:
         "Regenerate rather than edit: resnet-compile SPEC --emit torch -o FILE",
         '"""',
         "",
+        *([f"from math import {', '.join(math_names)}", ""] if math_names else []),
         "import torch",
         "from torch import nn",
     ]
-    parts = ["\n".join(header)]
-    if uses_se:
-        parts.append(SE_CLASS.strip("\n"))
-    parts += [_block_class(rec) for rec in classes.values()]
-
-    layout = gg["layout"]
+    parts = ["\n".join(header), *(h.strip("\n") for h in helpers)]
+    parts += [_block_class(t) for t in layout.classes.values()]
     init = ["super().__init__()"]
-    forward = []
-    stem = []
-    for i, node_id in enumerate(layout["stem"]):
-        d = nodes[node_id]
-        in_ch = str(graph.nodes[next(iter(graph.predecessors(node_id)))]["shape"][0])
-        stem.append((node_id, _module(d["op"], _concrete(d), in_ch, inplace=i > 0)))
-    _top_level(stem, init, forward)
-    signature = {name: _constructor_params(rec) for name, rec in classes.items()}
-    for stage in layout["stages"]:
-        init.append(f"self.{stage['name']} = nn.Sequential(")
-        for inst in stage["blocks"]:
-            rec = classes[inst["class"]]
-            args = [str(inst["in_channels"]), str(inst["channels"])]
-            if inst["stride"] != 1:
-                args.append(f"stride={inst['stride']}")
-            args += [f"{k}={inst['params'][k]!r}" for k in signature[inst["class"]]
-                     if inst["params"][k] != rec["params"][k]]
-            init.append(f"{INDENT}{inst['class']}({', '.join(args)}),")
-        init.append(")")
-        forward.append(f"x = self.{stage['name']}(x)")
-    head = []
-    for node_id in layout["head"]:
-        d = nodes[node_id]
-        in_shape = graph.nodes[next(iter(graph.predecessors(node_id)))]["shape"]
-        op = d["op"]
-        if op == "global_pool":
-            module = f"nn.Adaptive{'Avg' if d['mode'] == 'avg' else 'Max'}Pool2d(1)"
-        elif op == "flatten":
-            module = "nn.Flatten(1)"
-        elif op == "dropout":
-            module = f"nn.Dropout(p={d['p']!r})"
-        elif op == "linear":
-            module = f"nn.Linear({in_shape[0]}, num_classes)"
-        else:
-            module = _module(op, _concrete(d), str(in_shape[0]), True)
-        head.append((node_id, module))
-    _top_level(head, init, forward)
+    forward: list[str] = []
+    for lines in (_top_level(layout.stem, 1), _stages(layout), _top_level(layout.head, 0)):
+        init += lines[0]
+        forward += lines[1]
     init.append("self._init_weights()")
     forward.append("return x")
-
-    weights = [
-        "for m in self.modules():",
-        f"{INDENT}if isinstance(m, nn.Conv2d):",
-        f'{INDENT * 2}nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
-        f"{INDENT}elif isinstance(m, nn.BatchNorm2d):",
-        f"{INDENT * 2}nn.init.ones_(m.weight)",
-        f"{INDENT * 2}nn.init.zeros_(m.bias)",
-    ]
-    if gg["zero_init_last_bn"]:
-        by_bn: dict[str, list[str]] = {}
-        for name, rec in classes.items():
-            if rec["last_bn"]:
-                by_bn.setdefault(rec["last_bn"], []).append(name)
-        if by_bn:
-            weights.append("# start each residual branch at zero so every block begins as identity")
-            weights.append("for m in self.modules():")
-            for i, (bn, names) in enumerate(by_bn.items()):
-                kinds = names[0] if len(names) == 1 else f"({', '.join(names)})"
-                weights.append(f"{INDENT}{'if' if i == 0 else 'elif'} isinstance(m, {kinds}):")
-                weights.append(f"{INDENT * 2}nn.init.zeros_(m.{bn}.weight)")
-
     model = [
         f"class {model_name}(nn.Module):",
         f'{INDENT}"""{gg["name"]}: {c}x{h}x{w} input -> {gg["num_classes"]} logits."""',
         "",
         f"{INDENT}def __init__(self, num_classes: int = {gg['num_classes']}) -> None:",
-        *[f"{INDENT * 2}{line}" for line in init],
+        *_indented(init),
         "",
         f"{INDENT}def _init_weights(self) -> None:",
-        *[f"{INDENT * 2}{line}" for line in weights],
+        *_indented(_init_weights(graph, layout)),
         "",
         f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:",
-        *[f"{INDENT * 2}{line}" for line in forward],
+        *_indented(forward),
     ]
     parts.append(_lines(model))
     return "\n\n\n".join(parts) + "\n"
+
+
+def import_source(source: str, module_name: str) -> types.ModuleType:
+    """Run generated source as module `module_name`, registered in sys.modules and linecache so
+    that its classes pickle and `inspect.getsource` shows them. The same name is reused when the
+    source is the same (the name carries the spec's hash)."""
+    existing = sys.modules.get(module_name)
+    if existing is not None and getattr(existing, "__resnet_source__", None) == source:
+        return existing
+    filename = f"<resnet-compiler:{module_name}>"
+    module = types.ModuleType(module_name)
+    module.__file__ = filename
+    module.__resnet_source__ = source  # type: ignore[attr-defined]
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    code = compile(source, filename, "exec")
+    exec(code, module.__dict__)  # noqa: S102 - generated by emit_torch from validated names
+    sys.modules[module_name] = module
+    parent, _, child = module_name.rpartition(".")
+    if parent in sys.modules:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+__all__ = ["constructor_params", "emit_torch", "import_source", "model_class_name"]

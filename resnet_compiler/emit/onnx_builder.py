@@ -1,0 +1,103 @@
+"""The object an op's ONNX lowering writes into: nodes, initializers, value shapes, and the
+weights it reads. Ops call `add`, `init` and `weight`; the builder keeps names and shapes
+consistent (a node's output is named after the graph node, the network output is `logits`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..ops import REGISTRY
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def folded_norms(graph: nx.DiGraph, fold: bool) -> dict[str, str]:
+    """conv -> the norm that alone consumes its output and can fold into its weights."""
+    if not fold:
+        return {}
+    out = {}
+    for node, data in graph.nodes(data=True):
+        if REGISTRY[data["op"]].role != "conv":
+            continue
+        succ = list(graph.successors(node))
+        if len(succ) == 1 and REGISTRY[graph.nodes[succ[0]]["op"]].folds_into_conv:
+            out[node] = succ[0]
+    return out
+
+
+def ordered_inputs(graph: nx.DiGraph, node: str) -> list[str]:
+    """Predecessors in argument order (an add's branch before its shortcut)."""
+    preds = graph.pred[node]
+    return sorted(preds, key=lambda p: preds[p].get("index", 0))
+
+
+class OnnxBuilder:
+    input_name = INPUT_NAME
+
+    def __init__(self, graph: nx.DiGraph, weights: Mapping[str, np.ndarray], fold_bn: bool,
+                 batch: int | None):
+        self.g = graph
+        self.w = weights
+        self.batch: int | str = batch if batch is not None else "batch"
+        self.folds = folded_norms(graph, fold_bn)
+        # built in place: a resnet's weights are 100+ MB, and every proto copy costs time
+        self.model = onnx.ModelProto()
+        self.proto = self.model.graph
+        self.arrays: list[np.ndarray] = []
+        self.value: dict[str, str] = {}
+        self.aliases: dict[str, str] = {}  # a folded norm -> the conv whose output it shares
+
+    def init(self, name: str, array: np.ndarray) -> str:
+        """An fp32 initializer; its bytes join the file at serialization."""
+        data = np.ascontiguousarray(array, dtype="<f4")
+        t = self.proto.initializer.add()
+        t.name = name
+        t.data_type = TensorProto.FLOAT
+        t.dims.extend(data.shape)
+        self.arrays.append(data)
+        return name
+
+    def weight(self, key: str) -> np.ndarray:
+        return np.asarray(self.w[key])
+
+    def output_name(self, node: str) -> str:
+        return OUTPUT_NAME if node == self.g.graph["output"] else node
+
+    def add(self, op_type: str, name: str, inputs: list[str], out_node: str,
+            shape: tuple[int, ...] | None = None, **attrs: Any) -> str:
+        """Append one ONNX node named `name` whose output is `out_node`'s value."""
+        output = self.output_name(out_node)
+        self.proto.node.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
+        if shape is None and out_node in self.g:
+            shape = self.g.nodes[out_node]["shape"]
+        if shape is not None and output != OUTPUT_NAME:
+            self.proto.value_info.append(helper.make_tensor_value_info(
+                output, TensorProto.FLOAT, [self.batch, *shape]))
+        return output
+
+    def fold_following_norm(self, conv: str, weight: np.ndarray, bias: np.ndarray | None
+                            ) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """Weight and bias with the following norm folded in (when it folds), and the node whose
+        value the conv then produces."""
+        norm = self.folds.get(conv)
+        if norm is None:
+            return weight, bias, conv
+        data = self.g.nodes[norm]
+        w, b = REGISTRY[data["op"]].fold_into_conv(self, norm, data, weight, bias)
+        self.aliases[norm] = conv
+        return w, b, norm
+
+    def emit(self, node: str) -> None:
+        if node in self.aliases:
+            self.value[node] = self.value[self.aliases[node]]
+            return
+        data = self.g.nodes[node]
+        inputs = [self.value[p] for p in ordered_inputs(self.g, node)]
+        self.value[node] = REGISTRY[data["op"]].onnx(self, node, data, inputs)

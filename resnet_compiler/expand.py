@@ -1,0 +1,427 @@
+"""Expansion of a validated spec into the graph IR (a networkx DiGraph, one node per op) and the
+code layout beside it.
+
+Node ids are the module paths of the generated PyTorch code (`layer1.0.conv1`), so node ids,
+state_dict keys and ONNX initializer names line up. Each node carries `op`, its concrete
+attributes, `shape` (without batch), `tensors`, `params`, `macs` and `acts`, all from the op
+table. Blocks that share a class and arguments expand to the same nodes under another prefix, so
+each distinct block is evaluated once per compile (resnet152's 36 identical layer3 blocks: once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from . import __version__
+from .blocks import builtin_library
+from .errors import SpecError
+from .expr import Expr, ExprError, Value
+from .load import Document
+from .messages import format_bytes
+from .ops import REGISTRY, Context, OpDef, ShapeError
+from .templates import BlockInstance, BlockTemplate, Layout, OpTemplate, StageLayout, TopOp
+
+# Expansion is linear in the number of blocks; the deepest published ResNets have a few hundred.
+# The limit keeps a short spec with `depth: 1000000000` from hanging the compiler.
+MAX_BLOCKS = 5_000
+DEFAULT_MAX_PARAMS = 4_000_000_000
+Origin = tuple[str | int, ...]
+
+
+class ParamLimitError(SpecError):
+    """The network has more parameters than the caller allows."""
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A node of a block's expansion, relative to the block's prefix."""
+
+    name: str
+    data: dict[str, Any]
+    inputs: tuple[str, ...]  # relative names; "" is the block's input
+    roles: tuple[str, ...]
+
+
+def _annotate(opdef: OpDef, attrs: dict[str, Any], in_shapes: list[tuple[int, ...]],
+              shape: tuple[int, ...]) -> dict[str, Any]:
+    tensors = opdef.tensors(attrs)
+    attrs["shape"] = shape
+    attrs["tensors"] = tensors
+    attrs["params"] = opdef.params(attrs, tensors)
+    attrs["macs"] = opdef.macs(attrs, in_shapes, shape)
+    attrs["acts"] = opdef.acts(attrs, shape)
+    return attrs
+
+
+class _Expander:
+    def __init__(self, spec: Any, doc: Document | None, max_params: int):
+        self.spec = spec
+        self.doc = doc or Document(None, "<spec>")
+        self.max_params = max_params
+        self.ctx = Context(conv_bias=spec.defaults.conv_bias)
+        library = builtin_library()
+        for kind in ("blocks", "shortcuts"):
+            for name in getattr(spec, kind):
+                if name in getattr(library, kind):
+                    raise self.error((kind, name), f"{name!r} is a built-in {kind[:-1]}; "
+                                                   "give yours another name")
+        self.blocks = {**library.blocks, **spec.blocks}
+        self.shortcuts = {**library.shortcuts, **spec.shortcuts}
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.edges: list[tuple[str, str, dict[str, Any]]] = []
+        self.layout = Layout(zero_init_last_norm=spec.defaults.zero_init_last_bn)
+        self.templates: dict[tuple[str, str], BlockTemplate] = {}
+        self.expansions: dict[tuple[Any, ...], tuple[list[_Node], str]] = {}
+        self.top_names: set[str] = {"input"}
+        self.groups: set[str] = set()  # `group.index` stem/head names already gathered
+
+    def error(self, path: Iterable[str | int], message: str) -> SpecError:
+        return self.doc.error(tuple(path), message)
+
+    # ---- ops ---------------------------------------------------------------------------------
+    def op_template(self, op: Any, name: str) -> OpTemplate:
+        opdef = REGISTRY[op.op]
+        sources = opdef.sources(op, self.ctx)
+        exprs = {k: Expr.parse(v) for k, v in sources.items() if k in opdef.sizes}
+        when = Expr.parse(op.when) if op.when is not None else None
+        return OpTemplate(name, op.op, sources, exprs, when)
+
+    def evaluate(self, t: OpTemplate, env: Mapping[str, Value], fail: Any) -> dict[str, Any]:
+        """Sizes evaluated and checked; other attributes as they are."""
+        sizes = REGISTRY[t.kind].sizes
+        values = dict(t.sources)
+        for key, e in t.exprs.items():
+            try:
+                v = e.evaluate(env)
+            except ExprError as err:
+                raise fail(key, str(err)) from None
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise fail(key, f"{e.source} = {v!r}; sizes must be whole numbers")
+            if v < sizes[key]:
+                raise fail(key, f"{e.source} = {v}; must be at least {sizes[key]}")
+            values[key] = v
+        return values
+
+    def make_node(self, t: OpTemplate, values: Mapping[str, Any], shapes: list[tuple[int, ...]],
+                  label: str, origin: Origin) -> dict[str, Any] | None:
+        """Node data for an op on inputs of `shapes`, or None when the op is a no-op."""
+        opdef = REGISTRY[t.kind]
+        attrs = opdef.resolve(values, shapes)
+        if opdef.is_identity(attrs):
+            return None
+        try:
+            shape = opdef.shape(attrs, shapes)
+        except ShapeError as e:
+            raise self.error(origin, f"{label}: {e}") from None
+        return _annotate(opdef, {"op": t.kind, **attrs}, shapes, shape)
+
+    def add(self, node_id: str, data: dict[str, Any], inputs: Iterable[str],
+            roles: Iterable[str] = ("input",)) -> str:
+        self.nodes[node_id] = data
+        for index, (src, role) in enumerate(zip(inputs, roles, strict=False)):
+            self.edges.append((src, node_id, {"role": role, "index": index}))
+        return node_id
+
+    def shape_of(self, node_id: str) -> tuple[int, ...]:
+        return self.nodes[node_id]["shape"]
+
+    # ---- naming ------------------------------------------------------------------------------
+    @staticmethod
+    def names_for(ops: list[Any], taken: set[str]) -> list[str]:
+        """Explicit names, or `<op><k>` for unnamed ops, skipping names already in use."""
+        explicit = {op.name for op in ops if op.name}
+        explicit |= {name.partition(".")[0] for name in explicit}  # `group.index` claims `group`
+        used = set(taken) | explicit
+        counters: dict[str, int] = {}
+        names = []
+        for op in ops:
+            if op.name:
+                names.append(op.name)
+                continue
+            k = counters.get(op.op, 0)
+            while True:
+                k += 1
+                candidate = f"{op.op}{k}"
+                if candidate not in used:
+                    break
+            counters[op.op] = k
+            used.add(candidate)
+            names.append(candidate)
+        return names
+
+    def claim_top(self, name: str, origin: Origin) -> str:
+        if name in self.top_names:
+            raise self.error(origin, f"name {name!r} is used twice at the top level of the model")
+        self.top_names.add(name)
+        return name
+
+    def top_level_ops(self, ops: list[Any], x: str, section: Origin) -> tuple[str, list[TopOp]]:
+        """Stem or head ops, each a top-level module (or a member of a `group.index` run)."""
+        names = self.names_for(ops, self.top_names)
+        out = []
+        group, expected = None, 0
+        for i, (op, name) in enumerate(zip(ops, names, strict=True)):
+            origin = (*section, i)
+            if op.when is not None:
+                raise self.error((*origin, "when"), "'when' is only meaningful inside a block")
+            prefix, _, index = name.partition(".")
+            if index:  # `group.index`: consecutive ops of one nn.Sequential, numbered from 0
+                if prefix != group:
+                    if prefix in self.groups:
+                        raise self.error((*origin, "name"), f"{name!r}: ops of group {prefix!r} "
+                                         "must be consecutive")
+                    self.claim_top(prefix, (*origin, "name"))
+                    self.groups.add(prefix)
+                    group, expected = prefix, 0
+                if int(index) != expected:
+                    raise self.error((*origin, "name"), f"{name!r}: ops of group {prefix!r} must "
+                                     f"be numbered from 0 in order ({prefix}.{expected} expected)")
+                expected += 1
+            else:
+                group = None
+                self.claim_top(name, origin)
+            t = self.op_template(op, name)
+            in_channels = self.shape_of(x)[0]
+            values = self.evaluate(t, {"in_channels": in_channels},
+                                   lambda key, msg, o=origin: self.error((*o, key), msg))
+            data = self.make_node(t, values, [self.shape_of(x)], name, origin)
+            if data is None:
+                continue
+            x = self.add(name, data, [x])
+            code = {k: (str(values[k]) if k in t.exprs else v) for k, v in t.sources.items()}
+            out.append(TopOp(name, t.kind, code, in_channels))
+        return x, out
+
+    # ---- block templates ---------------------------------------------------------------------
+    def block_template(self, kind: str, block: Any, shortcut: str,
+                       origin: Origin) -> BlockTemplate:
+        """The class for a block kind with a shortcut, built once per compile."""
+        key = (kind, shortcut)
+        if key in self.templates:
+            return self.templates[key]
+        sections = {"branch": block.branch, "post": block.post,
+                    "shortcut": self.shortcuts[shortcut]}
+        for section, ops in sections.items():
+            for i, op in enumerate(ops):
+                where = ("blocks", kind, section, i) if section != "shortcut" else (
+                    "shortcuts", shortcut, i)
+                if op.when is not None:
+                    for n in Expr.parse(op.when).names:
+                        if n not in block.params:
+                            raise self.error((*where, "when"), f"'when' may only use the "
+                                             f"block's params, not {n!r}")
+                if section != "shortcut" and op.name and "." in op.name:
+                    raise self.error((*where, "name"), f"{op.name!r}: dotted names group stem "
+                                     "and head ops; inside a block use plain names")
+        scope = self.names_for([*block.branch, *block.post], {"downsample", "add"})
+        for nm in scope:
+            if scope.count(nm) > 1:
+                raise self.error(("blocks", kind), f"op name {nm!r} is used twice in the block")
+        branch_names = scope[: len(block.branch)]
+        if block.projection_from and block.projection_from not in branch_names:
+            raise self.error(("blocks", kind, "projection_from"),
+                             f"no branch op named {block.projection_from!r}")
+        branch = tuple(self.op_template(op, nm) for op, nm in zip(block.branch, branch_names,
+                                                                    strict=True))
+        post = tuple(self.op_template(op, nm) for op, nm in zip(block.post,
+                                                                  scope[len(block.branch):],
+                                                                  strict=True))
+        projection = tuple(self.op_template(op, f"downsample.{i}")
+                           for i, op in enumerate(self.shortcuts[shortcut]))
+        norms = [t.name for t in branch if REGISTRY[t.kind].role == "norm" and t.when is None]
+        base = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
+        taken = {t.class_name for t in self.templates.values()}
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}{n}"
+        template = BlockTemplate(
+            class_name=name, kind=kind, shortcut=shortcut, params=dict(block.params),
+            vars=tuple((k, Expr.parse(v)) for k, v in block.vars.items()),
+            out_channels=Expr.parse(str(block.out_channels)), branch=branch,
+            projection=projection, post=post, projection_from=block.projection_from,
+            last_norm=norms[-1] if norms else None)
+        self.templates[key] = template
+        self.layout.classes[name] = template
+        return template
+
+    # ---- block instances ---------------------------------------------------------------------
+    def block_env(self, t: BlockTemplate, in_channels: int, channels: int, stride: int,
+                  params: Mapping[str, Value], origin: Origin) -> dict[str, Value]:
+        env: dict[str, Value] = {"in_channels": in_channels, "channels": channels,
+                                 "stride": stride, **params}
+        for var, e in t.vars:
+            try:
+                env[var] = e.evaluate(env)
+            except ExprError as err:
+                raise self.error(origin, f"block var {var!r}: {err}") from None
+        try:
+            out_channels = t.out_channels.evaluate(env)
+        except ExprError as err:
+            raise self.error(origin, f"out_channels: {err}") from None
+        if isinstance(out_channels, bool) or not isinstance(out_channels, int) or out_channels < 1:
+            raise self.error(origin, f"out_channels = {out_channels!r}; must be a positive whole"
+                             " number")
+        env["out_channels"] = out_channels
+        return env
+
+    def expand_block(self, t: BlockTemplate, in_shape: tuple[int, ...], channels: int,
+                     stride: int, params: Mapping[str, Value], block_id: str,
+                     origin: Origin) -> tuple[list[_Node], str]:
+        """The block's nodes relative to its prefix, and the name of its output."""
+        env = self.block_env(t, in_shape[0], channels, stride, params, origin)
+        nodes: list[_Node] = []
+        shapes: dict[str, tuple[int, ...]] = {"": in_shape}
+
+        def chain(ops: tuple[OpTemplate, ...], x: str, saved: dict[str, str]) -> str:
+            for op in ops:
+                if op.when is not None and not op.when.evaluate(env):
+                    continue
+                label = f"{block_id}.{op.name}"
+
+                def fail(key: str, msg: str, label: str = label) -> SpecError:
+                    return self.error(origin, f"{label}.{key}: {msg}")
+                values = self.evaluate(op, env, fail)
+                data = self.make_node(op, values, [shapes[x]], label, origin)
+                if data is not None:
+                    nodes.append(_Node(op.name, data, (x,), ("input",)))
+                    shapes[op.name] = data["shape"]
+                    x = op.name
+                saved[op.name] = x
+            return x
+
+        saved: dict[str, str] = {}
+        y = chain(t.branch, "", saved)
+        shortcut = ""
+        if stride != 1 or in_shape[0] != env["out_channels"]:
+            start = saved[t.projection_from] if t.projection_from else ""
+            shortcut = chain(t.projection, start, {})
+        add = self.make_node(OpTemplate("add", "add", {}, {}), {}, [shapes[y], shapes[shortcut]],
+                             f"{block_id}.add", origin)
+        assert add is not None
+        nodes.append(_Node("add", add, (y, shortcut), ("branch", "shortcut")))
+        shapes["add"] = add["shape"]
+        out = chain(t.post, "add", {})
+        return nodes, out
+
+    def instantiate(self, t: BlockTemplate, x: str, channels: int, stride: int,
+                    params: Mapping[str, Value], block_id: str, origin: Origin) -> str:
+        in_shape = self.shape_of(x)
+        key = (t.class_name, in_shape, channels, stride,
+               tuple((k, type(v), v) for k, v in params.items()))
+        found = self.expansions.get(key)
+        if found is None:
+            found = self.expand_block(t, in_shape, channels, stride, params, block_id, origin)
+            self.expansions[key] = found
+        nodes, out = found
+        zero = self.layout.zero_init_last_norm
+        for node in nodes:
+            data = dict(node.data)
+            if zero and node.name == t.last_norm:
+                data["zero_init"] = True
+            inputs = [f"{block_id}.{i}" if i else x for i in node.inputs]
+            self.add(f"{block_id}.{node.name}", data, inputs, node.roles)
+        return f"{block_id}.{out}"
+
+    def stage_params(self, si: int, block: Any) -> dict[str, Value]:
+        """The block's params with `defaults` and the stage's overrides (checked at validation)."""
+        params = dict(block.params)
+        for extra in (self.spec.defaults.model_extra or {}, self.spec.stages[si].model_extra or {}):
+            params.update({k: v for k, v in extra.items() if k in params})
+        return params
+
+    # ---- whole network -----------------------------------------------------------------------
+    def run(self) -> tuple[nx.DiGraph, Layout]:
+        spec = self.spec
+        shape = (spec.input.channels, spec.input.height, spec.input.width)
+        x = self.add("input", _annotate(REGISTRY["input"], {"op": "input", "input_shape": shape},
+                                        [], shape), [])
+        total = 0
+        for si, stage in enumerate(spec.stages):
+            total += stage.depth
+            if total > MAX_BLOCKS:
+                raise self.error(("stages", si, "depth"), f"the network would have {total:,} blocks"
+                                 f" by this stage; the limit is {MAX_BLOCKS:,}")
+        x, self.layout.stem = self.top_level_ops(spec.stem, x, ("stem",))
+        for si, stage in enumerate(spec.stages):
+            x = self.stage(si, stage, x)
+        x, head = self.top_level_ops(spec.head.pre, x, ("head", "pre"))
+        self.layout.head = head + self.head(x)
+        return self.finish()
+
+    def stage(self, si: int, stage: Any, x: str) -> str:
+        origin: Origin = ("stages", si)
+        if stage.block not in self.blocks:  # refused at validation; a Spec built in code may not be
+            raise self.error((*origin, "block"), f"unknown block {stage.block!r}")
+        block = self.blocks[stage.block]
+        shortcut = stage.shortcut or self.spec.defaults.shortcut or block.shortcut
+        if shortcut not in self.shortcuts:
+            raise self.error(origin, f"unknown shortcut {shortcut!r} (shortcuts: "
+                             f"{', '.join(sorted(self.shortcuts))})")
+        name = self.claim_top(stage.name or f"layer{si + 1}", (*origin, "name"))
+        params = self.stage_params(si, block)
+        t = self.block_template(stage.block, block, shortcut, origin)
+        instances = []
+        for j in range(stage.depth):
+            stride = stage.stride if j == 0 else 1
+            in_channels = self.shape_of(x)[0]
+            x = self.instantiate(t, x, stage.channels, stride, params, f"{name}.{j}", origin)
+            instances.append(BlockInstance(f"{name}.{j}", t.class_name, in_channels,
+                                           stage.channels, stride, params))
+        self.layout.stages.append(StageLayout(name, tuple(instances)))
+        return x
+
+    def head(self, x: str) -> list[TopOp]:
+        """Global pooling, flatten, optional dropout and the classifier."""
+        head = self.spec.head
+        pool = self.claim_top("avgpool" if head.pool == "avg" else "global_pool", ("head", "pool"))
+        steps: list[tuple[str, str, dict[str, Any], Origin]] = [
+            (pool, "global_pool", {"mode": head.pool}, ("head", "pool")),
+            (self.claim_top("flatten", ("head",)), "flatten", {}, ("head",))]
+        if head.dropout:
+            steps.append((self.claim_top("dropout", ("head", "dropout")), "dropout",
+                          {"p": head.dropout}, ("head", "dropout")))
+        out = []
+        for node_id, kind, attrs, origin in steps:
+            data = self.make_node(OpTemplate(node_id, kind, attrs, {}), attrs,
+                                  [self.shape_of(x)], node_id, origin)
+            out.append(TopOp(node_id, kind, attrs, self.shape_of(x)[0]))
+            x = self.add(node_id, data, [x])
+        fc = self.claim_top(head.fc, ("head", "fc"))
+        features = self.shape_of(x)[0]
+        attrs = {"in_features": features, "out_features": self.spec.num_classes, "bias": True}
+        self.add(fc, self.make_node(OpTemplate(fc, "linear", attrs, {}), attrs,
+                                    [self.shape_of(x)], fc, ("head", "fc")), [x])
+        out.append(TopOp(fc, "linear", {"out_features": "num_classes"}, features))
+        return out
+
+    def finish(self) -> tuple[nx.DiGraph, Layout]:
+        spec = self.spec
+        total_params = sum(d["params"] for d in self.nodes.values())
+        if total_params > self.max_params:
+            raise ParamLimitError.single(
+                "", f"the network has {total_params:,} parameters ({format_bytes(total_params * 4)}"
+                f" in fp32), above the limit of {self.max_params:,}", self.doc.source)
+        g = nx.DiGraph()
+        g.add_nodes_from(self.nodes.items())
+        g.add_edges_from(self.edges)
+        g.graph.update(
+            name=spec.name, input_shape=tuple(self.nodes["input"]["shape"]),
+            num_classes=spec.num_classes, spec_sha256=spec.sha256(), compiler_version=__version__,
+            output=self.layout.head[-1].node_id, total_params=total_params,
+            total_macs=sum(d["macs"] for d in self.nodes.values()),
+            total_acts=sum(d["acts"] for d in self.nodes.values()),
+        )
+        return g, self.layout
+
+
+def build_graph(spec: Any, doc: Document | None = None,
+                max_params: int = DEFAULT_MAX_PARAMS) -> tuple[nx.DiGraph, Layout]:
+    """Expand `spec` into the shape-checked, annotated graph and its code layout; raises
+    SpecError."""
+    return _Expander(spec, doc, max_params).run()
+

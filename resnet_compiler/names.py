@@ -1,0 +1,54 @@
+"""Which names a spec may give modules, variables and classes.
+
+Every name from a spec reaches generated code as an attribute or local name, so it must be a plain
+identifier that no nn.Module attribute, Python keyword or name of the generated code already uses.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+
+# Attribute names an nn.Module already has, plus names the generated code uses itself.
+RESERVED_NAMES = frozenset({
+    "training", "forward", "state_dict", "load_state_dict", "parameters", "named_parameters",
+    "buffers", "named_buffers", "children", "named_children", "modules", "named_modules", "apply",
+    "cuda", "cpu", "to", "type", "float", "double", "half", "bfloat16", "eval", "train",
+    "zero_grad", "share_memory", "extra_repr", "register_buffer", "register_parameter",
+    "register_module", "add_module", "get_submodule", "get_parameter", "get_buffer",
+    "requires_grad_", "reset_parameters", "compile", "dump_patches", "call_super_init",
+    "downsample", "add", "self", "x", "out", "shortcut", "nn", "torch", "super", "math",
+    "T_destination", "get_extra_state", "set_extra_state", "set_submodule", "to_empty", "ipu",
+    "xpu", "mtia", "register_backward_hook", "register_forward_hook",
+    "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",
+    "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook",
+    "SqueezeExcite", "make_divisible",  # helpers of the generated code
+})
+PREDEFINED_VARIABLES = ("in_channels", "channels", "stride", "out_channels")
+MAX_NAME_LENGTH = 64
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value) or len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{value[:80]!r} is not a valid name: use letters, digits and _, starting"
+                         f" with a letter, at most {MAX_NAME_LENGTH} characters")
+    if keyword.iskeyword(value) or value in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is reserved; choose another name")
+    return value
+
+
+def check_variable(value: str) -> str:
+    check_identifier(value)
+    if value in PREDEFINED_VARIABLES or hasattr(builtins, value):
+        raise ValueError(f"{value!r} is a predefined or builtin name; choose another")
+    return value
+
+
+def check_class_name(value: str) -> str:
+    check_identifier(value)
+    if not value[0].isupper():
+        raise ValueError(f"class name {value!r} must start with an upper-case letter")
+    return value

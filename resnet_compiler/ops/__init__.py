@@ -1,0 +1,30 @@
+"""The op table: every op kind the compiler knows, each defined once in its family's module.
+
+Spec validation, expansion, complexity, weights and both emitters look ops up here; nothing
+outside an op's own module branches on its kind.
+"""
+
+from __future__ import annotations
+
+from .act import ReLUOp
+from .attention import SqueezeExciteOp
+from .base import Context, InitOptions, OpDef, OpModel, Shape, ShapeError
+from .conv import ConvOp
+from .norm import BatchNormOp
+from .pool import AvgPoolOp, GlobalPoolOp, MaxPoolOp
+from .structural import AddOp, DropoutOp, FlattenOp, InputOp, LinearOp
+
+REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
+    ConvOp(), BatchNormOp(), ReLUOp(), MaxPoolOp(), AvgPoolOp(), SqueezeExciteOp(),
+    InputOp(), AddOp(), GlobalPoolOp(), FlattenOp(), DropoutOp(), LinearOp(),
+)}
+# Ops a spec may write (the others are placed by the compiler: input, add, head pooling, ...).
+SPEC_OPS: dict[str, OpDef] = {k: op for k, op in REGISTRY.items() if op.model is not None}
+
+
+def op_def(kind: str) -> OpDef:
+    return REGISTRY[kind]
+
+
+__all__ = ["REGISTRY", "SPEC_OPS", "Context", "InitOptions", "OpDef", "OpModel", "Shape",
+           "ShapeError", "op_def"]

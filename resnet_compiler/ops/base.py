@@ -1,0 +1,233 @@
+"""What an op is: one class that knows everything about one op kind.
+
+The spec model (attributes, defaults, validation), the shape rule, the state_dict tensors, the
+parameter, MAC and activation counts, the initialisation, and the lowerings to PyTorch source and
+to ONNX nodes live side by side in one `OpDef` subclass, so adding an op touches one module.
+Emitters, complexity, weights and verify only ever call these methods through the registry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+
+from ..expr import Expr, ExprError
+from ..messages import format_shape
+from ..names import check_identifier
+
+if TYPE_CHECKING:
+    from ..emit.onnx_builder import OnnxBuilder
+
+Shape = tuple[int, ...]
+Attrs = Mapping[str, Any]
+
+
+class ShapeError(ValueError):
+    """An op that cannot be applied to its input shape."""
+
+
+# ---- spec-model building blocks shared by the ops ----------------------------------------------
+
+def _expression(value: str) -> str:
+    try:
+        return Expr.parse(value).source
+    except ExprError as e:
+        raise ValueError(str(e)) from None
+
+
+def _op_name(value: str) -> str:
+    """A module name, or `group.index` to gather consecutive stem/head ops into nn.Sequential
+    (as timm names ResNet-D's deep stem `conv1.0` ... `conv1.6`)."""
+    group, dot, index = value.partition(".")
+    check_identifier(group)
+    if dot and not (index.isdigit() and len(index) <= 4 and str(int(index)) == index):
+        raise ValueError(f"{value!r}: a dotted op name is a group name and an index, like 'conv1.0'")
+    return value
+
+
+ExprText = Annotated[str, AfterValidator(_expression)]
+OpName = Annotated[str, AfterValidator(_op_name)]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+Size = Union[PositiveInt, ExprText]  # noqa: UP007  (pydantic needs the Union spelling here)
+Offset = Union[NonNegativeInt, ExprText]  # noqa: UP007
+
+
+class OpModel(BaseModel):
+    """Fields every op in a spec has."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    name: OpName | None = Field(None, description="Module name in the generated code; in the stem"
+                                " and head, 'group.index' gathers consecutive ops into nn.Sequential.")
+    when: ExprText | None = Field(None, description="Include the op only if this is true.")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Spec-wide settings an op's defaults may depend on."""
+
+    conv_bias: bool = False
+
+
+# ---- helpers the ops share ---------------------------------------------------------------------
+
+def spatial_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1,
+                 ceil_mode: bool = False) -> int:
+    """PyTorch's (and ONNX's) output length of a sliding window, ceil_mode included."""
+    numerator = size + 2 * padding - (dilation * (kernel - 1) + 1)
+    # floor division, also for a negative numerator: with ceil_mode a window wider than a small
+    # input still yields one output, and the last window must start inside the input
+    if not ceil_mode:
+        return max(numerator // stride + 1, 0)
+    out = (numerator + stride - 1) // stride + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return max(out, 0)
+
+
+def window_shape(attrs: Attrs, shape: Shape, channels: int, pool: bool) -> Shape:
+    """The output of a 2-D sliding window (conv or pool) on a feature map."""
+    if len(shape) != 3:
+        raise ShapeError(f"needs a feature map, got {format_shape(shape)}")
+    _, h, w = shape
+    k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
+    d = attrs.get("dilation", 1)
+    if pool and p > k // 2:
+        raise ShapeError(f"padding {p} is more than half the kernel {k}")
+    ceil = attrs.get("ceil_mode", False)
+    oh, ow = spatial_size(h, k, s, p, d, ceil), spatial_size(w, k, s, p, d, ceil)
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"the {h}x{w} feature map shrinks below 1x1 (kernel {k}, stride {s},"
+                         f" padding {p}); use a larger input or fewer strided layers")
+    return (channels, oh, ow)
+
+
+def expect_channels(kind: str, expected: int, shape: Shape) -> None:
+    if shape[0] != expected:
+        raise ShapeError(f"{kind} expects {expected} channels, got {shape[0]}")
+
+
+def fold_constants(text: str) -> str:
+    """A constant expression becomes its value's text ("(3 - 1) // 2" -> "1")."""
+    e = Expr.parse(text)
+    return str(e.evaluate({})) if e.constant else e.source
+
+
+def kaiming_fan_out(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    """nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu")."""
+    std = math.sqrt(2.0 / (shape[0] * math.prod(shape[2:])))
+    return (rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float32)
+
+
+def uniform_fan_in(rng: np.random.Generator, shape: Shape, fan_in: int) -> np.ndarray:
+    """PyTorch's default bias (and Linear) initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+    return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    """How `OpDef.init` fills tensors: `realistic_norm` gives norms non-trivial statistics (for
+    comparisons in eval mode); `zero_gamma` starts a residual branch's last norm at zero."""
+
+    realistic_norm: bool = False
+    zero_gamma: bool = False
+
+
+# ---- the op definition -------------------------------------------------------------------------
+
+class OpDef:
+    """One op kind. Subclasses set the class attributes and override what differs."""
+
+    kind: ClassVar[str]
+    model: ClassVar[type[OpModel] | None] = None  # None: made by the compiler, not written in specs
+    sizes: ClassVar[Mapping[str, int]] = {}  # expression-valued fields and their minimum
+    role: ClassVar[str] = ""  # "norm" (zero-init of a branch's last norm), "conv", "act", ...
+    buffers: ClassVar[frozenset[str]] = frozenset()  # tensors that are not parameters
+    torch_helpers: ClassVar[tuple[str, ...]] = ()  # helper classes the generated code needs
+    torch_init: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = ()  # (module type, lines)
+    inplace_ok: ClassVar[bool] = False  # the torch module takes `inplace=True`
+
+    # -- spec side --------------------------------------------------------------------------------
+    def sources(self, op: OpModel, ctx: Context) -> dict[str, Any]:
+        """The op's attributes with defaults filled in: size fields as expression text (folded
+        when constant), flags and floats as values. Evaluated per instance, printed into code."""
+        raw = op.model_dump(exclude={"op", "name", "when"}, exclude_none=True)
+        return {k: (fold_constants(str(v)) if k in self.sizes else v) for k, v in raw.items()}
+
+    def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
+        """Graph node attributes from evaluated `values` and the input shapes."""
+        return dict(values)
+
+    def is_identity(self, attrs: Attrs) -> bool:
+        """True when the op computes nothing (it is then left out of the graph and the code)."""
+        return False
+
+    def identity_condition(self, src: Mapping[str, str]) -> str | None:
+        """Python condition over the sources under which the op is a no-op (for templates)."""
+        return None
+
+    # -- analysis ---------------------------------------------------------------------------------
+    def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
+        (x,) = inputs
+        return x
+
+    def tensors(self, attrs: Attrs) -> dict[str, Shape]:
+        """State_dict entries (names relative to the node) and their shapes."""
+        return {}
+
+    def params(self, attrs: Attrs, tensors: Mapping[str, Shape]) -> int:
+        return sum(math.prod(s) for name, s in tensors.items()
+                   if name.rsplit(".", 1)[-1] not in self.buffers)
+
+    def macs(self, attrs: Attrs, inputs: Sequence[Shape], out: Shape) -> int:
+        """Multiply-accumulates per image (convolutions and matrix products; elementwise ops
+        count zero, the convention behind torchvision's published figures)."""
+        return 0
+
+    def acts(self, attrs: Attrs, out: Shape) -> int:
+        """Elements the op writes per image (pycls's activations)."""
+        return math.prod(out)
+
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
+             options: InitOptions) -> dict[str, np.ndarray]:
+        """Seeded values for `tensors`, as the generated code's `_init_weights` would draw them."""
+        if tensors:
+            raise NotImplementedError(f"{self.kind}: no initialisation")
+        return {}
+
+    # -- PyTorch ----------------------------------------------------------------------------------
+    def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str | None:
+        """The constructor expression, with sizes as source text; None for ops without a module."""
+        raise NotImplementedError
+
+    def torch_call(self, module: str, inputs: Sequence[str]) -> str:
+        """The forward expression applying the op to its inputs."""
+        return f"{module}({inputs[0]})"
+
+    def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
+        """Output channels as source text, given the input's."""
+        return in_channels
+
+    # -- ONNX -------------------------------------------------------------------------------------
+    def onnx(self, b: OnnxBuilder, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
+        """Append the op's ONNX nodes; return the name of the value that holds its output."""
+        raise NotImplementedError
+
+    # -- optional: a norm that can fold into the convolution before it -------------------------
+    folds_into_conv: ClassVar[bool] = False
+
+    def fold_into_conv(self, b: OnnxBuilder, node: str, attrs: Attrs, weight: np.ndarray,
+                       bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The conv's weight and bias with this op folded in (only if `folds_into_conv`)."""
+        raise NotImplementedError
+
+
+def text(value: Any) -> str:
+    """A source value as code: expression text stays, numbers and flags print as Python."""
+    return value if isinstance(value, str) else repr(value)

@@ -1,0 +1,113 @@
+"""Checks of what a spec refers to by name, run on the raw data beside pydantic's validation so
+that one run reports every independent mistake: stages naming unknown blocks or shortcuts, and
+block params (set per stage or in `defaults`) that no block used has, or of the wrong kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import Problem
+from .load import Document, format_path
+from .messages import did_you_mean
+
+STAGE_KEYS = ("block", "depth", "channels", "stride", "name", "shortcut")
+DEFAULTS_KEYS = ("conv_bias", "zero_init_last_bn", "shortcut")
+
+Path = tuple[str | int, ...]
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a whole number" if isinstance(value, int) else "a number"
+
+
+def same_kind(default: Any, value: Any) -> bool:
+    """A param value may replace its default: bool for bool, int for int, finite number for float."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+def _library(data: Mapping[str, Any], kind: str, builtin: Mapping[str, Any]) -> dict[str, Any]:
+    own = data.get(kind)
+    return {**builtin, **(own if isinstance(own, dict) else {})}
+
+
+def _params(block: Any) -> dict[str, Any]:
+    if hasattr(block, "params"):
+        return dict(block.params)
+    params = block.get("params") if isinstance(block, dict) else None
+    return params if isinstance(params, dict) else {}
+
+
+def reference_problems(doc: Document) -> tuple[list[Problem], set[Path]]:
+    """Problems with names and params, and the required-key locations an unknown key most likely
+    meant (pydantic's 'missing' there would repeat the same mistake)."""
+    from .blocks import builtin_library
+
+    data = doc.data
+    if not isinstance(data, dict):
+        return [], set()
+    library = builtin_library()
+    blocks = _library(data, "blocks", library.blocks)
+    shortcuts = _library(data, "shortcuts", library.shortcuts)
+    problems: list[Problem] = []
+    meant: set[Path] = set()
+
+    def report(path: Path, message: str) -> None:
+        problems.append(Problem(format_path(path), message, doc.line_of(path)))
+
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+    _check_shortcut(defaults.get("shortcut"), ("defaults", "shortcut"), shortcuts, report)
+    used: dict[str, Any] = {}
+    stages = data.get("stages") if isinstance(data.get("stages"), list) else []
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            continue
+        path: Path = ("stages", i)
+        _check_shortcut(stage.get("shortcut"), (*path, "shortcut"), shortcuts, report)
+        name = stage.get("block")
+        if not isinstance(name, str):
+            continue
+        if name not in blocks:
+            report((*path, "block"), f"unknown block {name!r} (blocks: "
+                   f"{', '.join(sorted(blocks))}){did_you_mean(name, blocks)}")
+            continue
+        params = _params(blocks[name])
+        used.update({k: v for k, v in params.items() if k not in used})
+        missing = [k for k in ("depth", "channels") if k not in stage]
+        for key, value in stage.items():
+            if key in STAGE_KEYS:
+                continue
+            if key not in params:
+                report((*path, key), f"unknown key {key!r} for block {name!r} (params: "
+                       f"{', '.join(params) or 'none'}){did_you_mean(key, [*params, *STAGE_KEYS])}")
+                close = did_you_mean(key, missing)
+                if close:
+                    meant.add((*path, close.split("'")[1]))
+            elif not same_kind(params[key], value):
+                report((*path, key), f"must be {_kind(params[key])} like the default"
+                       f" {params[key]!r}, got {value!r}")
+    if used or not stages:
+        for key, value in defaults.items():
+            if key in DEFAULTS_KEYS:
+                continue
+            if key not in used:
+                known = sorted({*used, *DEFAULTS_KEYS})
+                report(("defaults", key), f"unknown key {key!r}: not a setting and not a param "
+                       f"of any block used (known: {', '.join(known)}){did_you_mean(key, known)}")
+            elif not same_kind(used[key], value):
+                report(("defaults", key), f"must be {_kind(used[key])} like the default"
+                       f" {used[key]!r}, got {value!r}")
+    return problems, meant
+
+
+def _check_shortcut(name: Any, path: Path, shortcuts: Mapping[str, Any], report: Any) -> None:
+    if isinstance(name, str) and name not in shortcuts:
+        report(path, f"unknown shortcut {name!r} (shortcuts: {', '.join(sorted(shortcuts))})"
+               f"{did_you_mean(name, shortcuts)}")
