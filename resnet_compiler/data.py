@@ -3,7 +3,8 @@
 Every loader returns the images at their native resolution as float tensors in [0, 1] (N, C, H, W);
 `fit_batch` resizes and converts channels per batch, on the training device, so a 60,000-image
 set resized to 96x96 never has to sit in memory as 2 GB of floats. Bad input files raise UsageError
-with one line naming the file and the problem.
+with one line naming the file and the problem. Messages here name no command-line flags: the train
+command's options module checks those before it calls in.
 """
 
 from __future__ import annotations
@@ -127,21 +128,27 @@ def download_fashion_mnist(folder: str | os.PathLike[str], mirror: str = FASHION
         write_atomic(d / (base + ".gz"), payload)
 
 
+def missing_fashion_mnist_files(folder: str | os.PathLike[str]) -> list[str]:
+    """The IDX files (base names) that `folder` lacks in both raw and .gz form."""
+    d = Path(folder)
+    return [base for base in FASHION_MNIST_FILES.values() if _find_idx(d, base) is None]
+
+
 def load_fashion_mnist(folder: str | os.PathLike[str] | None, download: bool = False) -> Dataset:
     """Fashion-MNIST (or any MNIST-format set) from the standard IDX files in `folder`."""
     import torch
     if folder is None:
-        raise UsageError("--dataset fashion-mnist needs --data-dir DIR (the folder with the IDX files; "
-                         "add --download to fetch them)")
+        raise UsageError("fashion-mnist needs a data folder (the folder with the IDX files)")
     d = Path(folder)
     if download:
         download_fashion_mnist(d)
     if not d.is_dir():
-        raise UsageError(f"{d}: data folder not found (add --download to fetch Fashion-MNIST)")
-    paths = {key: _find_idx(d, base) for key, base in FASHION_MNIST_FILES.items()}
-    missing = [FASHION_MNIST_FILES[k] for k, v in paths.items() if v is None]
+        raise UsageError(f"{d}: data folder not found (Fashion-MNIST can be downloaded into it)")
+    missing = missing_fashion_mnist_files(d)
     if missing:
-        raise UsageError(f"{d}: missing {', '.join(missing)} (raw or .gz); add --download to fetch them")
+        raise UsageError(f"{d}: missing {', '.join(missing)} (raw or .gz; Fashion-MNIST can be "
+                         f"downloaded into the folder)")
+    paths = {key: _find_idx(d, base) for key, base in FASHION_MNIST_FILES.items()}
     arrays = {key: read_idx(p) for key, p in paths.items()}  # type: ignore[arg-type]
     splits = []
     for split in ("train", "test"):
@@ -166,7 +173,7 @@ def load_fashion_mnist(folder: str | os.PathLike[str] | None, download: bool = F
 
 def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, real and offline), split 80/20 stratified
-    with a fixed seed, pixels scaled from 0..16 to [0, 1]."""
+    by `seed` (the same seed, the same split), pixels scaled from 0..16 to [0, 1]."""
     import torch
     from sklearn.datasets import load_digits as sk_digits
     from sklearn.model_selection import train_test_split
@@ -195,10 +202,10 @@ def _read_images(files: list[Path], channels: int, size: tuple[int, int]) -> tor
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - PIL ships with matplotlib
-        raise UsageError("--dataset folder needs Pillow (pip install pillow)") from None
+        raise UsageError("reading an image folder needs Pillow (pip install pillow)") from None
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
-        raise UsageError(f"--dataset folder supports 1- or 3-channel specs, not {channels}")
+        raise UsageError(f"image folders load as 1 or 3 channels, not {channels}")
     out = torch.empty(len(files), channels, *size)
     for i, f in enumerate(files):
         try:
@@ -219,7 +226,7 @@ def load_folder(folder: str | os.PathLike[str] | None, channels: int, size: tupl
     otherwise a seeded stratified split. Images are decoded once, at the spec's size."""
     import torch
     if folder is None:
-        raise UsageError("--dataset folder needs --data-dir DIR (one subfolder per class)")
+        raise UsageError("an image folder dataset needs a data folder (one subfolder per class)")
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"{root}: data folder not found")
@@ -280,9 +287,9 @@ def load_dataset(name: str, data_dir: str | None, channels: int, size: tuple[int
     if name == "fashion-mnist":
         return load_fashion_mnist(data_dir, download=download)
     if download:
-        raise UsageError(f"--download applies to fashion-mnist, not {name}")
+        raise UsageError(f"downloading applies to fashion-mnist, not {name}")
     if name == "digits":
-        return load_digits(seed=0)
+        return load_digits(seed=seed)
     if name == "folder":
         return load_folder(data_dir, channels, size, seed=seed)
     raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")

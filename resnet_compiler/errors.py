@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+MAX_REPORTED = 20
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a spec: where it is and what is wrong."""
@@ -25,11 +28,14 @@ class SpecError(Exception):
         return "\n".join(self.format_lines())
 
     def format_lines(self) -> list[str]:
+        """One line per problem, at most MAX_REPORTED of them."""
         lines = []
-        for p in self.problems:
+        for p in self.problems[:MAX_REPORTED]:
             where = f"{self.source}:{p.line}" if p.line else self.source
             lines.append(f"{where}: {p.path or '<root>'}: {p.message}" if p.path
                          else f"{where}: {p.message}")
+        if len(self.problems) > MAX_REPORTED:
+            lines.append(f"{self.source}: ... and {len(self.problems) - MAX_REPORTED} more problems")
         return lines
 
     @classmethod

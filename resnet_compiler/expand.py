@@ -11,7 +11,7 @@ each distinct block is evaluated once per compile (resnet152's 36 identical laye
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -30,6 +30,19 @@ from .templates import BlockInstance, BlockTemplate, Layout, OpTemplate, StageLa
 MAX_BLOCKS = 5_000
 DEFAULT_MAX_PARAMS = 4_000_000_000
 Origin = tuple[str | int, ...]
+
+
+# Built-in blocks are the same in every compile: their templates, and the nodes of each distinct
+# block instance, are kept across compiles (design-space sweeps compile thousands of specs).
+_SHARED_TEMPLATES: dict[tuple[Any, ...], BlockTemplate] = {}
+_SHARED_EXPANSIONS: dict[tuple[Any, ...], tuple[list[_Node], str]] = {}
+MAX_SHARED = 20_000
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= MAX_SHARED:
+        cache.clear()
+    cache[key] = value
 
 
 class ParamLimitError(SpecError):
@@ -203,6 +216,27 @@ class _Expander:
         key = (kind, shortcut)
         if key in self.templates:
             return self.templates[key]
+        shared = None
+        if kind not in self.spec.blocks and shortcut not in self.spec.shortcuts:
+            shared = ("builtin", kind, shortcut, self.ctx)
+        template = _SHARED_TEMPLATES.get(shared) if shared else None
+        if template is None:
+            template = self.new_template(kind, block, shortcut, shared)
+            if shared:
+                _remember(_SHARED_TEMPLATES, shared, template)
+        taken = {t.class_name for t in self.templates.values()}
+        name, n = template.class_name, 1
+        while name in taken:
+            n += 1
+            name = f"{template.class_name}{n}"
+        if name != template.class_name:
+            template = replace(template, class_name=name)
+        self.templates[key] = template
+        self.layout.classes[name] = template
+        return template
+
+    def new_template(self, kind: str, block: Any, shortcut: str,
+                     shared: tuple[Any, ...] | None) -> BlockTemplate:
         sections = {"branch": block.branch, "post": block.post,
                     "shortcut": self.shortcuts[shortcut]}
         for section, ops in sections.items():
@@ -233,21 +267,13 @@ class _Expander:
         projection = tuple(self.op_template(op, f"downsample.{i}")
                            for i, op in enumerate(self.shortcuts[shortcut]))
         norms = [t.name for t in branch if REGISTRY[t.kind].role == "norm" and t.when is None]
-        base = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
-        taken = {t.class_name for t in self.templates.values()}
-        name, n = base, 1
-        while name in taken:
-            n += 1
-            name = f"{base}{n}"
-        template = BlockTemplate(
+        name = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
+        return BlockTemplate(
             class_name=name, kind=kind, shortcut=shortcut, params=dict(block.params),
             vars=tuple((k, Expr.parse(v)) for k, v in block.vars.items()),
             out_channels=Expr.parse(str(block.out_channels)), branch=branch,
             projection=projection, post=post, projection_from=block.projection_from,
-            last_norm=norms[-1] if norms else None)
-        self.templates[key] = template
-        self.layout.classes[name] = template
-        return template
+            last_norm=norms[-1] if norms else None, shared_key=shared)
 
     # ---- block instances ---------------------------------------------------------------------
     def block_env(self, t: BlockTemplate, in_channels: int, channels: int, stride: int,
@@ -311,21 +337,26 @@ class _Expander:
     def instantiate(self, t: BlockTemplate, x: str, channels: int, stride: int,
                     params: Mapping[str, Value], block_id: str, origin: Origin) -> str:
         in_shape = self.shape_of(x)
-        key = (t.class_name, in_shape, channels, stride,
-               tuple((k, type(v), v) for k, v in params.items()))
-        found = self.expansions.get(key)
+        args = (in_shape, channels, stride, tuple((k, type(v), v) for k, v in params.items()))
+        cache = _SHARED_EXPANSIONS if t.shared_key else self.expansions
+        key = (t.shared_key or t.class_name, *args)
+        found = cache.get(key)
         if found is None:
             found = self.expand_block(t, in_shape, channels, stride, params, block_id, origin)
-            self.expansions[key] = found
+            _remember(cache, key, found)
         nodes, out = found
-        zero = self.layout.zero_init_last_norm
+        zero_init = t.last_norm if self.layout.zero_init_last_norm else None
+        prefix = block_id + "."
+        edges = self.edges
         for node in nodes:
-            data = dict(node.data)
-            if zero and node.name == t.last_norm:
+            node_id = prefix + node.name
+            data = node.data.copy()
+            if node.name == zero_init:
                 data["zero_init"] = True
-            inputs = [f"{block_id}.{i}" if i else x for i in node.inputs]
-            self.add(f"{block_id}.{node.name}", data, inputs, node.roles)
-        return f"{block_id}.{out}"
+            self.nodes[node_id] = data
+            for index, (i, role) in enumerate(zip(node.inputs, node.roles, strict=True)):
+                edges.append((prefix + i if i else x, node_id, {"role": role, "index": index}))
+        return prefix + out
 
     def stage_params(self, si: int, block: Any) -> dict[str, Value]:
         """The block's params with `defaults` and the stage's overrides (checked at validation)."""
@@ -406,9 +437,7 @@ class _Expander:
             raise ParamLimitError.single(
                 "", f"the network has {total_params:,} parameters ({format_bytes(total_params * 4)}"
                 f" in fp32), above the limit of {self.max_params:,}", self.doc.source)
-        g = nx.DiGraph()
-        g.add_nodes_from(self.nodes.items())
-        g.add_edges_from(self.edges)
+        g = _digraph(self.nodes, self.edges)
         g.graph.update(
             name=spec.name, input_shape=tuple(self.nodes["input"]["shape"]),
             num_classes=spec.num_classes, spec_sha256=spec.sha256(), compiler_version=__version__,
@@ -417,6 +446,27 @@ class _Expander:
             total_acts=sum(d["acts"] for d in self.nodes.values()),
         )
         return g, self.layout
+
+
+def _digraph(nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, dict[str, Any]]]
+             ) -> nx.DiGraph:
+    """A DiGraph of `nodes` (ids to attribute dicts, in order) and `edges`. The dicts go into the
+    graph's adjacency structure as they are: add_nodes_from/add_edges_from copy and re-check every
+    entry, which was a third of compiling a ResNet-152. The expander guarantees what they check
+    (ids unique, edges between known nodes)."""
+    g = nx.DiGraph()
+    if not all(hasattr(g, a) for a in ("_node", "_succ", "_pred")):  # another networkx layout
+        g.add_nodes_from(nodes.items())
+        g.add_edges_from(edges)
+        return g
+    for node_id, data in nodes.items():
+        g._node[node_id] = data
+        g._succ[node_id] = {}
+        g._pred[node_id] = {}
+    for u, v, data in edges:
+        g._succ[u][v] = data
+        g._pred[v][u] = data
+    return g
 
 
 def build_graph(spec: Any, doc: Document | None = None,

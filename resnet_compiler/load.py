@@ -121,6 +121,50 @@ def load_text(text: str, source: str = "<spec>", json_format: bool = False) -> D
     return Document(data, source, walker.lines)
 
 
+def _key_column(line: str) -> int:
+    """Where a line's key starts: after its indentation and any `- ` list markers."""
+    column = len(line) - len(line.lstrip(" "))
+    rest = line[column:]
+    while rest.startswith("- "):
+        column += 2 + len(rest[2:]) - len(rest[2:].lstrip(" "))
+        rest = line[column:]
+    return column
+
+
+def indentation_hint(text: str, line: int) -> str:
+    """A plain-words hint for a YAML error on `line` that bad indentation most likely caused:
+    how far the line is indented, and how far the keys it should line up with are."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return ""
+
+    def meaningful(i: int) -> bool:
+        stripped = lines[i].strip()
+        return bool(stripped) and not stripped.startswith("#")
+
+    bad = lines[line - 1]
+    indent = len(bad) - len(bad.lstrip(" "))
+    above = next((i for i in range(line - 2, -1, -1) if meaningful(i)), None)
+    if above is None or not meaningful(line - 1):
+        return ""
+    levels = []
+    bound = None
+    for i in range(above, -1, -1):
+        if meaningful(i):
+            column = _key_column(lines[i])
+            if bound is None or column < bound:
+                levels.append(column)
+                bound = column
+    if indent in levels:
+        return (f" (hint: check the indentation of line {line} and of line {above + 1} above it;"
+                " keys of one mapping must start in the same column)")
+    key = lines[above].strip().lstrip("- ").split(":")[0]
+    expected = " or ".join(str(c) for c in sorted(set(levels)) if c < 40)
+    spaces = "1 space" if indent == 1 else f"{indent} spaces"
+    return (f" (hint: line {line} is indented {spaces}; '{key}' on line {above + 1} starts at"
+            f" column {levels[0]}, and the keys line {line} could line up with at {expected})")
+
+
 def _load_json(text: str, source: str) -> Any:
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -187,7 +231,9 @@ class _YamlWalker:
             mark = e.problem_mark or e.context_mark
             line = mark.line + 1 if mark else None
             what = e.problem or e.context or "syntax error"
-            raise SpecError.single("", f"YAML syntax error: {what}", self.source, line) from None
+            hint = indentation_hint(text, line) if line else ""
+            raise SpecError.single("", f"YAML syntax error: {what}{hint}", self.source,
+                                   line) from None
         except yaml.YAMLError as e:
             raise SpecError.single("", f"YAML error: {e}", self.source) from None
         except RecursionError:

@@ -42,6 +42,7 @@ class BlockTemplate:
     post: tuple[OpTemplate, ...]
     projection_from: str | None = None
     last_norm: str | None = None
+    shared_key: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     def ops(self) -> tuple[OpTemplate, ...]:
         return (*self.branch, *self.projection, *self.post)

@@ -128,7 +128,7 @@ def test_bad_idx_files_cli_exit_2(tmp_path: Path, kind: str) -> None:
 
 
 def test_missing_data_dir_and_download_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(UsageError, match="--data-dir"):
+    with pytest.raises(UsageError, match="needs a data folder"):
         data.load_fashion_mnist(None)
     with pytest.raises(UsageError, match="not found"):
         data.load_fashion_mnist(tmp_path / "nope")
@@ -153,6 +153,39 @@ def test_digits_split_is_fixed_and_scaled() -> None:
     assert 0.0 <= float(a.train_images.min()) and float(a.train_images.max()) == 1.0
     counts = torch.bincount(a.test_labels, minlength=10)
     assert int(counts.min()) >= 35  # stratified: every class ~20% of its examples
+
+
+def test_digits_split_follows_the_seed() -> None:
+    """The same seed gives the same split, another seed another one, through load_dataset too
+    (which `train --seed` calls), and every seed keeps the 80/20 stratified sizes."""
+    def split(seed: int) -> data.Dataset:
+        return data.load_dataset("digits", None, 1, (8, 8), seed=seed)
+    a, again, other = split(0), split(0), split(1)
+    assert torch.equal(a.test_images, again.test_images) and torch.equal(a.train_labels, again.train_labels)
+    assert not torch.equal(a.test_images, other.test_images)
+    assert other.train_images.shape == a.train_images.shape and other.test_images.shape == a.test_images.shape
+    assert torch.equal(torch.bincount(a.test_labels), torch.bincount(other.test_labels))  # stratified
+    assert torch.equal(data.load_digits(seed=1).test_images, other.test_images)
+
+
+def test_library_messages_name_no_flags(tmp_path: Path) -> None:
+    """data.py is called from Python too: its errors speak of folders and datasets, not of `--flags`
+    (the train command's options module adds those before it calls in)."""
+    (tmp_path / "empty").mkdir()
+    calls = [
+        lambda: data.load_fashion_mnist(None),
+        lambda: data.load_fashion_mnist(tmp_path / "nope"),
+        lambda: data.load_fashion_mnist(tmp_path / "empty"),
+        lambda: data.load_folder(None, 1, (8, 8)),
+        lambda: data.load_dataset("digits", None, 1, (8, 8), download=True),
+        lambda: data.load_dataset("nope", None, 1, (8, 8)),
+        lambda: data._read_images([], 2, (8, 8)),
+    ]
+    for call in calls:
+        with pytest.raises(UsageError) as e:
+            call()
+        assert "--" not in str(e.value), str(e.value)
+    assert data.missing_fashion_mnist_files(tmp_path / "empty") == list(data.FASHION_MNIST_FILES.values())
 
 
 def _write_pngs(root: Path, classes: int = 2, per_class: int = 5, size: tuple[int, int] = (12, 10)) -> None:

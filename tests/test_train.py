@@ -127,6 +127,46 @@ def test_usage_errors_exit_2(tiny: Path, tmp_path: Path, one_thread: None,
     assert "different spec" in capsys.readouterr().err
 
 
+def test_command_line_messages_name_the_flags(tiny: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the options layer speaks of flags, and it still does so for the command line."""
+    nope = str(tmp_path / "nope")
+    assert _train(tiny, tmp_path / "o", "--dataset", "fashion-mnist", "--data-dir", nope) == 2
+    assert "add --download" in capsys.readouterr().err
+    assert _train(tiny, tmp_path / "o", "--dataset", "folder") == 2
+    assert "--dataset folder needs --data-dir" in capsys.readouterr().err
+    assert _train(tiny, tmp_path / "o", "--download") == 2
+    assert "--download fetches Fashion-MNIST" in capsys.readouterr().err
+    from resnet_compiler.errors import UsageError
+    from resnet_compiler.train import options
+    with pytest.raises(UsageError, match="--batch-size 63 does not split evenly across 2 ranks"):
+        options.check_batch_split(63, 2)
+    if not torch.cuda.is_available():
+        assert _train(tiny, tmp_path / "o2", "--device", "cuda") == 2
+        assert "--device cuda: no CUDA device" in capsys.readouterr().err
+
+
+def test_choose_device_is_neutral() -> None:
+    from resnet_compiler.errors import UsageError
+    assert train.choose_device("cpu") == "cpu"
+    assert train.choose_device("auto") == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError) as e:
+        train.choose_device("tpu")
+    assert "--" not in str(e.value) and "tpu" in str(e.value)
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA") as e:
+            train.choose_device("cuda")
+        assert "--" not in str(e.value)
+
+
+def test_diverged_loss_message_is_neutral() -> None:
+    from resnet_compiler.train.loop import EpochStats, check_finite
+    check_finite(EpochStats([1.0, 2.0, 3.0], 0.1, 1.0), 1)
+    with pytest.raises(RuntimeError, match="epoch 3; lower the learning rate") as e:
+        check_finite(EpochStats([float("nan"), 2.0, 3.0], 0.1, 1.0), 3)
+    assert "--" not in str(e.value)
+
+
 def test_ddp_two_gloo_ranks_agree(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     r = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", RESNET_COMPILE, "train",

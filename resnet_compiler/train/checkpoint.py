@@ -1,0 +1,155 @@
+"""The files a run leaves in its output folder, and reading them back to resume.
+
+After every epoch rank 0 rewrites, each atomically: checkpoint.pt (the full training state), model.pth
+(the bare state_dict), model.safetensors (the same tensors), metrics.csv and curves.png. Nothing needs
+unpickling: torch.load(weights_only=True) reads both .pt files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..outputs import write_atomic
+
+CHECKPOINT = "checkpoint.pt"
+METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "images_per_s", "lr", "seconds")
+CHECKPOINT_FORMAT = "resnet-compiler-training-checkpoint"
+
+
+@dataclass
+class RunRecord:
+    """What every checkpoint of one run repeats: the spec, the options and the schedule's shape."""
+
+    spec_json: str
+    spec_sha256: str
+    options: dict[str, Any]
+    schedule: str
+    base_lr: float
+    total_steps: int
+    steps_per_epoch: int
+    title: str  # of the curves plot
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """torch.save `obj` to `path` atomically."""
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def write_metrics(out: Path, metrics: list[dict[str, float]]) -> None:
+    """metrics.csv: one row per epoch, METRICS_COLUMNS in order."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for m in metrics:
+        w.writerow({k: (int(m[k]) if k == "epoch" else f"{m[k]:.6g}") for k in METRICS_COLUMNS})
+    write_atomic(out / "metrics.csv", buf.getvalue())
+
+
+def plot_curves(out: Path, metrics: list[dict[str, float]], title: str) -> None:
+    """curves.png, the chapter's figure: train loss, train acc and test acc per epoch on one axis."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in metrics]
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.plot(epochs, [m["train_loss"] for m in metrics], "-", label="train_loss")
+    ax.plot(epochs, [m["train_acc"] for m in metrics], "--", label="train_acc")
+    ax.plot(epochs, [m["test_acc"] for m in metrics], "-.", label="test_acc")
+    ax.set_xlabel("epoch")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_atomic(out / "curves.png", buf.getvalue())
+
+
+def weights_hash(state_dict: dict[str, Any]) -> str:
+    """sha256 over names, shapes, dtypes and bytes of every tensor, in key order."""
+    import torch
+    h = hashlib.sha256()
+    for k, v in state_dict.items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def checkpoint_dict(state: dict[str, Any], optimizer: Any, scaler: Any, metrics: list[dict[str, float]],
+                    epoch: int, step: int, record: RunRecord) -> dict[str, Any]:
+    """The full training state after `epoch` epochs (`step` optimizer steps), as checkpoint.pt holds it."""
+    import torch
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": state,
+        "spec": record.spec_json,
+        "spec_sha256": record.spec_sha256,
+        "epoch": epoch,
+        "metrics": [dict(m) for m in metrics],
+        "optimizer": optimizer.state_dict(),
+        "scheduler": {"name": record.schedule, "base_lr": record.base_lr, "step": step,
+                      "total_steps": record.total_steps, "steps_per_epoch": record.steps_per_epoch},
+        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+        "rng": {"torch": torch.get_rng_state()},
+        "args": record.options,
+    }
+
+
+def save_outputs(out: Path, model: Any, optimizer: Any, scaler: Any, metrics: list[dict[str, float]],
+                 epoch: int, step: int, record: RunRecord) -> None:
+    """Rewrite every output file of the run in `out` after `epoch` epochs."""
+    from safetensors.torch import save as st_save
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_torch(out / CHECKPOINT, checkpoint_dict(state, optimizer, scaler, metrics, epoch, step, record))
+    save_torch(out / "model.pth", state)
+    meta = {"spec_sha256": record.spec_sha256, "epoch": str(epoch)}
+    write_atomic(out / "model.safetensors", st_save(state, metadata=meta))
+    write_metrics(out, metrics)
+    plot_curves(out, metrics, record.title)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A training checkpoint, read with torch.load(weights_only=True): nothing is unpickled."""
+    import torch
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no checkpoint to resume from")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any load failure is a bad input file
+        raise UsageError(f"{p}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(ck, dict) or "state_dict" not in ck or "epoch" not in ck:
+        raise UsageError(f"{p}: not a resnet-compile training checkpoint")
+    return ck
+
+
+def restore(ck_path: Path, spec: str, spec_sha256: str, model: Any, optimizer: Any,
+            scaler: Any) -> tuple[int, list[dict[str, float]]]:
+    """Load weights, optimizer, scaler and RNG state from `ck_path`; returns (epochs done, metrics)."""
+    import torch
+    ck = load_checkpoint(ck_path)
+    if ck.get("spec_sha256") not in (None, spec_sha256):
+        raise UsageError(f"{ck_path}: was trained from a different spec than {spec}")
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise UsageError(f"{ck_path}: weights do not fit {spec}: {str(e).splitlines()[0]}") from None
+    optimizer.load_state_dict(ck["optimizer"])
+    if ck.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(ck["scaler"])
+    if isinstance(ck.get("rng"), dict) and isinstance(ck["rng"].get("torch"), torch.Tensor):
+        torch.set_rng_state(ck["rng"]["torch"])
+    return int(ck["epoch"]), list(ck.get("metrics", []))
