@@ -46,22 +46,35 @@ def _split_args(text: str) -> list[str]:
     return args
 
 
-def _break_at_spaces(line: str) -> list[str]:
-    """Break a long line at spaces inside its outermost brackets (implicit continuation); a bare
-    assignment gets parentheses first."""
-    indent = line[: len(line) - len(line.lstrip())]
-    if "(" not in line and " = " in line:
-        target, _, value = line.partition(" = ")
-        line = f"{target} = ({value})"
-    start = line.index("(") + 1
-    out, current = [line[:start]], indent + INDENT
-    for word in line[start:].split(" "):
+def _break_words(text: str, indent: str) -> list[str]:
+    """`text` (inside brackets, so a line may end anywhere between tokens) in lines that fit."""
+    out, current = [], indent
+    for word in text.split(" "):
         if len(current) + len(word) > WIDTH and current.strip():
             out.append(current.rstrip())
-            current = indent + INDENT
+            current = indent
         current += word + " "
-    out.append(current.rstrip())
-    return out
+    return [*out, current.rstrip()]
+
+
+def _break_at_spaces(line: str) -> list[str]:
+    """Break a long line at spaces inside brackets: a continuation line (already inside the
+    brackets of the line before) as it is, a bare assignment after wrapping its value in
+    parentheses, any other statement after its first opening parenthesis."""
+    indent = line[: len(line) - len(line.lstrip())]
+    body = line.strip()
+    if "(" not in body or body.endswith(","):  # a continuation line
+        if " = " not in body or body.endswith(","):
+            return _break_words(body, indent)
+        target, _, value = body.partition(" = ")
+        body = f"{target} = ({value})"
+    start = body.index("(") + 1
+    if body.endswith(")") and body.count("(") == body.count(")"):
+        inner, tail = body[start:-1], ")"
+    else:
+        inner, tail = body[start:], ""
+    return [indent + body[:start], *_break_words(inner, indent + INDENT), indent + tail] \
+        if tail else [indent + body[:start], *_break_words(inner, indent + INDENT)]
 
 
 def _wrap(line: str) -> list[str]:
@@ -69,9 +82,16 @@ def _wrap(line: str) -> list[str]:
     group per line; anything still too long breaks at spaces."""
     if len(line) <= WIDTH:
         return [line]
-    if "(" not in line:
-        return _break_at_spaces(line)
     indent = line[: len(line) - len(line.lstrip())]
+    body = line.strip()
+    if body.startswith(("if ", "elif ")) and body.endswith(":"):  # a long condition
+        keyword, _, condition = body[:-1].partition(" ")
+        return [f"{indent}{keyword} (", *_break_words(condition, indent + INDENT), f"{indent}):"]
+    target, eq, value = body.partition(" = ")
+    if "(" not in line or (eq and " if " in value):  # a bare value or a conditional expression
+        if eq:
+            return [f"{indent}{target} = (", *_break_words(value, indent + INDENT), f"{indent})"]
+        return _break_at_spaces(line)
     start = line.index("(")
     depth, end = 0, len(line) - 1
     for end in range(start, len(line)):
