@@ -67,7 +67,7 @@ def _skeleton(graph: nx.DiGraph, weights: Any, opset: int | None, fold_bn: bool,
         raise UsageError(f"batch {batch}: must be at least 1")
     sd = init_weights(graph) if weights is None else as_numpy_state_dict(weights)
     check_state_dict(graph, sd)
-    b = OnnxBuilder(graph, sd, fold_bn, batch)
+    b = OnnxBuilder(graph, sd, fold_bn, batch, opset)
     gg = graph.graph
     for node in graph.nodes:  # insertion order is topological and deterministic
         b.emit(node)

@@ -42,8 +42,9 @@ class OnnxBuilder:
     input_name = INPUT_NAME
 
     def __init__(self, graph: nx.DiGraph, weights: Mapping[str, np.ndarray], fold_bn: bool,
-                 batch: int | None):
+                 batch: int | None, opset: int):
         self.g = graph
+        self.opset = opset  # ops lower to what this opset has
         self.w = weights
         self.batch: int | str = batch if batch is not None else "batch"
         self.folds = folded_norms(graph, fold_bn)
@@ -66,6 +67,17 @@ class OnnxBuilder:
 
     def weight(self, key: str) -> np.ndarray:
         return np.asarray(self.w[key])
+
+    def const(self, name: str, array: np.ndarray, dtype: str = "<f4") -> str:
+        """A constant input that is not a state_dict entry (a shape, an axis list, a fixed
+        filter); int64 arrays for shapes and axes."""
+        data = np.ascontiguousarray(array, dtype=dtype)
+        t = self.proto.initializer.add()
+        t.name = name
+        t.data_type = TensorProto.INT64 if data.dtype == np.int64 else TensorProto.FLOAT
+        t.dims.extend(data.shape)
+        self.arrays.append(data)
+        return name
 
     def output_name(self, node: str) -> str:
         return OUTPUT_NAME if node == self.g.graph["output"] else node
