@@ -15,14 +15,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
+from pydantic import ValidationError
 
 from . import __version__
 from .blocks import builtin_library
 from .errors import SpecError
 from .expr import Expr, ExprError, Value
 from .load import Document
-from .messages import format_bytes
-from .ops import REGISTRY, Context, OpDef, ShapeError
+from .messages import did_you_mean, format_bytes
+from .ops import REGISTRY, SPEC_OPS, Context, OpDef, ShapeError
 from .templates import BlockInstance, BlockTemplate, Layout, OpTemplate, StageLayout, TopOp
 
 # Expansion is linear in the number of blocks; the deepest published ResNets have a few hundred.
@@ -90,28 +91,56 @@ class _Expander:
         self.templates: dict[tuple[str, str], BlockTemplate] = {}
         self.expansions: dict[tuple[Any, ...], tuple[list[_Node], str]] = {}
         self.top_names: set[str] = {"input"}
+        self.top_layers = self.layer_choices(None, ())
+        self._stem_out = "input"
         self.groups: set[str] = set()  # `group.index` stem/head names already gathered
 
     def error(self, path: Iterable[str | int], message: str) -> SpecError:
         return self.doc.error(tuple(path), message)
 
     # ---- ops ---------------------------------------------------------------------------------
+    def substitute(self, op: Any, layers: Mapping[str, Any], where: Origin) -> Any | None:
+        """`op` with the layer choices applied (bn -> defaults.norm, relu -> defaults.act, conv ->
+        defaults.conv, the anti_alias slot -> defaults.aa); None for an unfilled slot."""
+        choice = layers.get(op.op)
+        if choice is None:
+            return None if op.op == "anti_alias" else op
+        model = SPEC_OPS[choice["op"]].model
+        data = {k: getattr(op, k) for k in op.model_fields_set
+                if k != "op" and k in model.model_fields and k not in choice}
+        data.update(choice)
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise self.error(where, f"the {choice['op']} that replaces {op.op}: "
+                             f"{loc + ': ' if loc else ''}{err['msg']}") from None
+
     def op_template(self, op: Any, name: str) -> OpTemplate:
         opdef = REGISTRY[op.op]
         sources = opdef.sources(op, self.ctx)
-        exprs = {k: Expr.parse(v) for k, v in sources.items() if k in opdef.sizes}
+        fields = opdef.expression_fields()
+        exprs = {k: Expr.parse(v) for k, v in sources.items() if k in fields}
         when = Expr.parse(op.when) if op.when is not None else None
         return OpTemplate(name, op.op, sources, exprs, when)
 
     def evaluate(self, t: OpTemplate, env: Mapping[str, Value], fail: Any) -> dict[str, Any]:
         """Sizes evaluated and checked; other attributes as they are."""
-        sizes = REGISTRY[t.kind].sizes
+        opdef = REGISTRY[t.kind]
+        sizes = opdef.sizes
         values = dict(t.sources)
         for key, e in t.exprs.items():
             try:
                 v = e.evaluate(env)
             except ExprError as err:
                 raise fail(key, str(err)) from None
+            if key in opdef.reals:
+                lo, hi = opdef.reals[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v < hi:
+                    raise fail(key, f"{e.source} = {v!r}; must be a number from {lo} to below {hi}")
+                values[key] = v
+                continue
             if isinstance(v, bool) or not isinstance(v, int):
                 raise fail(key, f"{e.source} = {v!r}; sizes must be whole numbers")
             if v < sizes[key]:
@@ -197,7 +226,10 @@ class _Expander:
             else:
                 group = None
                 self.claim_top(name, origin)
-            t = self.op_template(op, name)
+            concrete = self.substitute(op, self.top_layers, origin)
+            if concrete is None:
+                continue
+            t = self.op_template(concrete, name)
             in_channels = self.shape_of(x)[0]
             values = self.evaluate(t, {"in_channels": in_channels},
                                    lambda key, msg, o=origin: self.error((*o, key), msg))
@@ -210,18 +242,19 @@ class _Expander:
         return x, out
 
     # ---- block templates ---------------------------------------------------------------------
-    def block_template(self, kind: str, block: Any, shortcut: str,
+    def block_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
                        origin: Origin) -> BlockTemplate:
-        """The class for a block kind with a shortcut, built once per compile."""
-        key = (kind, shortcut)
+        """The class for a block kind with a shortcut and layer choices, built once per compile."""
+        layer_key = _freeze(layers)
+        key = (kind, shortcut, layer_key)
         if key in self.templates:
             return self.templates[key]
         shared = None
         if kind not in self.spec.blocks and shortcut not in self.spec.shortcuts:
-            shared = ("builtin", kind, shortcut, self.ctx)
+            shared = ("builtin", kind, shortcut, self.ctx, layer_key)
         template = _SHARED_TEMPLATES.get(shared) if shared else None
         if template is None:
-            template = self.new_template(kind, block, shortcut, shared)
+            template = self.new_template(kind, block, shortcut, layers, shared, origin)
             if shared:
                 _remember(_SHARED_TEMPLATES, shared, template)
         taken = {t.class_name for t in self.templates.values()}
@@ -235,19 +268,14 @@ class _Expander:
         self.layout.classes[name] = template
         return template
 
-    def new_template(self, kind: str, block: Any, shortcut: str,
-                     shared: tuple[Any, ...] | None) -> BlockTemplate:
+    def new_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
+                     shared: tuple[Any, ...] | None, origin: Origin) -> BlockTemplate:
         sections = {"branch": block.branch, "post": block.post,
                     "shortcut": self.shortcuts[shortcut]}
         for section, ops in sections.items():
             for i, op in enumerate(ops):
                 where = ("blocks", kind, section, i) if section != "shortcut" else (
                     "shortcuts", shortcut, i)
-                if op.when is not None:
-                    for n in Expr.parse(op.when).names:
-                        if n not in block.params:
-                            raise self.error((*where, "when"), f"'when' may only use the "
-                                             f"block's params, not {n!r}")
                 if section != "shortcut" and op.name and "." in op.name:
                     raise self.error((*where, "name"), f"{op.name!r}: dotted names group stem "
                                      "and head ops; inside a block use plain names")
@@ -259,27 +287,48 @@ class _Expander:
         if block.projection_from and block.projection_from not in branch_names:
             raise self.error(("blocks", kind, "projection_from"),
                              f"no branch op named {block.projection_from!r}")
-        branch = tuple(self.op_template(op, nm) for op, nm in zip(block.branch, branch_names,
-                                                                    strict=True))
-        post = tuple(self.op_template(op, nm) for op, nm in zip(block.post,
-                                                                  scope[len(block.branch):],
-                                                                  strict=True))
-        projection = tuple(self.op_template(op, f"downsample.{i}")
-                           for i, op in enumerate(self.shortcuts[shortcut]))
+        # what the layer choices fix for the whole class folds away (no `aa` switch in a class
+        # that has no anti-aliasing layer)
+        known: dict[str, Value] = {"aa": "anti_alias" in layers}
+        block_vars = []
+        for var, text in block.vars.items():
+            e = Expr.parse(text).partial(known)
+            if e.constant:
+                known[var] = e.evaluate({})
+            else:
+                block_vars.append((var, e))
+
+        def templates(ops: list[Any], names: list[str]) -> tuple[OpTemplate, ...]:
+            out = []
+            for op, nm in zip(ops, names, strict=True):
+                concrete = self.substitute(op, layers, origin)
+                if concrete is not None:
+                    t = _specialise(self.op_template(concrete, nm), known)
+                    if t is not None:
+                        out.append(t)
+            return tuple(out)
+
+        branch = templates(block.branch, branch_names)
+        post = templates(block.post, scope[len(block.branch):])
+        projection = templates(self.shortcuts[shortcut],
+                               [f"downsample.{i}" for i in range(len(self.shortcuts[shortcut]))])
         norms = [t.name for t in branch if REGISTRY[t.kind].role == "norm" and t.when is None]
         name = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
         return BlockTemplate(
             class_name=name, kind=kind, shortcut=shortcut, params=dict(block.params),
-            vars=tuple((k, Expr.parse(v)) for k, v in block.vars.items()),
-            out_channels=Expr.parse(str(block.out_channels)), branch=branch,
+            vars=tuple(block_vars),
+            out_channels=Expr.parse(str(block.out_channels)).partial(known), branch=branch,
             projection=projection, post=post, projection_from=block.projection_from,
-            last_norm=norms[-1] if norms else None, shared_key=shared)
+            last_norm=norms[-1] if norms else None, shared_key=shared,
+            position=tuple(n for n in POSITION_DEFAULTS if n in _template_names(
+                block, self.shortcuts[shortcut])))
 
     # ---- block instances ---------------------------------------------------------------------
     def block_env(self, t: BlockTemplate, in_channels: int, channels: int, stride: int,
-                  params: Mapping[str, Value], origin: Origin) -> dict[str, Value]:
+                  params: Mapping[str, Value], position: Mapping[str, Value],
+                  origin: Origin) -> dict[str, Value]:
         env: dict[str, Value] = {"in_channels": in_channels, "channels": channels,
-                                 "stride": stride, **params}
+                                 "stride": stride, **position, **params}
         for var, e in t.vars:
             try:
                 env[var] = e.evaluate(env)
@@ -296,16 +345,16 @@ class _Expander:
         return env
 
     def expand_block(self, t: BlockTemplate, in_shape: tuple[int, ...], channels: int,
-                     stride: int, params: Mapping[str, Value], block_id: str,
-                     origin: Origin) -> tuple[list[_Node], str]:
+                     stride: int, params: Mapping[str, Value], position: Mapping[str, Value],
+                     block_id: str, origin: Origin) -> tuple[list[_Node], str]:
         """The block's nodes relative to its prefix, and the name of its output."""
-        env = self.block_env(t, in_shape[0], channels, stride, params, origin)
+        env = self.block_env(t, in_shape[0], channels, stride, params, position, origin)
         nodes: list[_Node] = []
         shapes: dict[str, tuple[int, ...]] = {"": in_shape}
 
         def chain(ops: tuple[OpTemplate, ...], x: str, saved: dict[str, str]) -> str:
             for op in ops:
-                if op.when is not None and not op.when.evaluate(env):
+                if op.when is not None and not self.condition(op, env, block_id, origin):
                     continue
                 label = f"{block_id}.{op.name}"
 
@@ -334,15 +383,30 @@ class _Expander:
         out = chain(t.post, "add", {})
         return nodes, out
 
+    def condition(self, op: OpTemplate, env: Mapping[str, Value], block_id: str,
+                  origin: Origin) -> bool:
+        assert op.when is not None
+        try:
+            value = op.when.evaluate(env)
+        except ExprError as e:
+            raise self.error(origin, f"{block_id}.{op.name}.when: {e}") from None
+        if not isinstance(value, bool):
+            raise self.error(origin, f"{block_id}.{op.name}.when: {op.when.source} = {value!r};"
+                             " a condition must be true or false (use a comparison)")
+        return value
+
     def instantiate(self, t: BlockTemplate, x: str, channels: int, stride: int,
-                    params: Mapping[str, Value], block_id: str, origin: Origin) -> str:
+                    params: Mapping[str, Value], position: Mapping[str, Value], block_id: str,
+                    origin: Origin) -> str:
         in_shape = self.shape_of(x)
-        args = (in_shape, channels, stride, tuple((k, type(v), v) for k, v in params.items()))
+        args = (in_shape, channels, stride, tuple((k, type(v), v) for k, v in params.items()),
+                tuple(position[k] for k in t.position))
         cache = _SHARED_EXPANSIONS if t.shared_key else self.expansions
         key = (t.shared_key or t.class_name, *args)
         found = cache.get(key)
         if found is None:
-            found = self.expand_block(t, in_shape, channels, stride, params, block_id, origin)
+            found = self.expand_block(t, in_shape, channels, stride, params, position, block_id,
+                                      origin)
             _remember(cache, key, found)
         nodes, out = found
         zero_init = t.last_norm if self.layout.zero_init_last_norm else None
@@ -378,13 +442,50 @@ class _Expander:
                 raise self.error(("stages", si, "depth"), f"the network would have {total:,} blocks"
                                  f" by this stage; the limit is {MAX_BLOCKS:,}")
         x, self.layout.stem = self.top_level_ops(spec.stem, x, ("stem",))
-        for si, stage in enumerate(spec.stages):
-            x = self.stage(si, stage, x)
+        self._stem_out = x
+        first_block = 0
+        for si, (stage, geometry) in enumerate(zip(spec.stages, self.stage_geometry(), strict=True)):
+            x = self.stage(si, stage, x, geometry, first_block)
+            first_block += stage.depth
         x, head = self.top_level_ops(spec.head.pre, x, ("head", "pre"))
         self.layout.head = head + self.head(x)
         return self.finish()
 
-    def stage(self, si: int, stage: Any, x: str) -> str:
+    def layer_choices(self, stage: Any, origin: Origin) -> dict[str, Any]:
+        """Which op replaces bn, relu, conv and fills the anti_alias slot in this stage."""
+        out = {}
+        for setting, kind in LAYER_SETTINGS.items():
+            choice = getattr(stage, setting, None) if stage is not None else None
+            where: Origin = (*origin, setting)
+            if choice is None:
+                choice, where = getattr(self.spec.defaults, setting), ("defaults", setting)
+            if choice is not None:
+                out[kind] = _layer_mapping(setting, choice, lambda msg, w=where: self.error(w, msg))
+        return out
+
+    def stage_geometry(self) -> list[tuple[int, int, int]]:
+        """(stride, dilation, first_dilation) per stage: explicit `dilation`, or `output_stride`
+        turning strides into dilation once the network has reached it (timm's rule)."""
+        spec = self.spec
+        out_shape = self.shape_of(self._stem_out)
+        net_stride = max(1, spec.input.height // max(1, out_shape[1]))
+        dilation = previous = 1
+        out = []
+        for stage in spec.stages:
+            stride = stage.stride
+            if stage.dilation is not None:
+                dilation = stage.dilation
+            elif spec.output_stride is not None and net_stride >= spec.output_stride:
+                dilation *= stride
+                stride = 1
+            else:
+                net_stride *= stride
+            out.append((stride, dilation, previous))
+            previous = dilation
+        return out
+
+    def stage(self, si: int, stage: Any, x: str, geometry: tuple[int, int, int],
+              first_block: int) -> str:
         origin: Origin = ("stages", si)
         if stage.block not in self.blocks:  # refused at validation; a Spec built in code may not be
             raise self.error((*origin, "block"), f"unknown block {stage.block!r}")
@@ -395,14 +496,27 @@ class _Expander:
                              f"{', '.join(sorted(self.shortcuts))})")
         name = self.claim_top(stage.name or f"layer{si + 1}", (*origin, "name"))
         params = self.stage_params(si, block)
-        t = self.block_template(stage.block, block, shortcut, origin)
+        layers = self.layer_choices(stage, origin)
+        t = self.block_template(stage.block, block, shortcut, layers, origin)
+        stage_stride, dilation, previous = geometry
+        total = sum(st.depth for st in self.spec.stages)
+        rate = self.spec.defaults.drop_path_rate
         instances = []
         for j in range(stage.depth):
-            stride = stage.stride if j == 0 else 1
+            stride = stage_stride if j == 0 else 1
+            index = first_block + j
+            position: dict[str, Value] = {
+                "block_index": j, "stage_index": si, "stage_blocks": stage.depth,
+                "global_block_index": index, "total_blocks": total, "dilation": dilation,
+                "first_dilation": previous if j == 0 else dilation,
+                "drop_path_rate": rate * index / (total - 1) if total > 1 else 0.0,
+                "aa": "anti_alias" in layers}
             in_channels = self.shape_of(x)[0]
-            x = self.instantiate(t, x, stage.channels, stride, params, f"{name}.{j}", origin)
+            x = self.instantiate(t, x, stage.channels, stride, params, position, f"{name}.{j}",
+                                 origin)
+            used = {k: position[k] for k in t.position}
             instances.append(BlockInstance(f"{name}.{j}", t.class_name, in_channels,
-                                           stage.channels, stride, params))
+                                           stage.channels, stride, params, used))
         self.layout.stages.append(StageLayout(name, tuple(instances)))
         return x
 
@@ -446,6 +560,72 @@ class _Expander:
             total_acts=sum(d["acts"] for d in self.nodes.values()),
         )
         return g, self.layout
+
+
+LAYER_SETTINGS = {"norm": "bn", "act": "relu", "conv": "conv", "aa": "anti_alias"}
+# What the short names of anti-aliasing layers stand for (timm's aa_layer='avg' / 'blur').
+AA_LAYERS = {"avg": {"op": "avgpool", "kernel": "stride", "stride": "stride"},
+             "blur": {"op": "blurpool", "stride": "stride"}}
+POSITION_DEFAULTS: dict[str, Value] = {
+    "block_index": 0, "stage_index": 0, "stage_blocks": 1, "global_block_index": 0,
+    "total_blocks": 1, "dilation": 1, "first_dilation": 1, "drop_path_rate": 0.0, "aa": False}
+
+
+def _layer_mapping(setting: str, choice: Any, fail: Any) -> dict[str, Any]:
+    """A layer choice as an op mapping: `gn` -> {op: gn}, `silu` -> {op: act, fn: silu},
+    `blur` -> the blur pool, a mapping as it is (name and when are the replaced op's)."""
+    if isinstance(choice, dict):
+        data = dict(choice)
+    elif setting == "aa" and choice in AA_LAYERS:
+        data = dict(AA_LAYERS[choice])
+    elif choice in SPEC_OPS:
+        data = {"op": choice}
+    elif setting == "act":
+        data = {"op": "act", "fn": choice}
+    else:
+        raise fail(f"{choice!r} is not an op (ops: {', '.join(SPEC_OPS)}){did_you_mean(choice, SPEC_OPS)}")
+    kind = data.get("op")
+    if kind not in SPEC_OPS:
+        raise fail(f"unknown op {kind!r}{did_you_mean(str(kind), SPEC_OPS)}")
+    for key in ("name", "when"):
+        if key in data:
+            raise fail(f"a layer choice takes no {key!r}: it is the replaced op's")
+    return data
+
+
+def _specialise(t: OpTemplate, known: Mapping[str, Value]) -> OpTemplate | None:
+    """`t` with names the class fixes folded in; None when its `when` is then always false."""
+    when = t.when.partial(known) if t.when is not None else None
+    if when is not None and when.constant:
+        if not when.evaluate({}):
+            return None
+        when = None
+    exprs = {k: e.partial(known) for k, e in t.exprs.items()}
+    sources = {k: (exprs[k].source if k in exprs else v) for k, v in t.sources.items()}
+    return OpTemplate(t.name, t.kind, sources, exprs, when)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _template_names(block: Any, shortcut: list[Any]) -> set[str]:
+    """Every name a block's expressions read (so position values it uses become arguments)."""
+    names: set[str] = set(Expr.parse(str(block.out_channels)).names)
+    for e in block.vars.values():
+        names |= Expr.parse(e).names
+    for op in [*block.branch, *block.post, *shortcut]:
+        for key, value in op.model_dump(exclude={"op", "name"}, exclude_none=True).items():
+            if isinstance(value, str) and key != "fn":
+                try:
+                    names |= Expr.parse(value).names
+                except ExprError:
+                    continue
+    return names
 
 
 def _digraph(nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, dict[str, Any]]]

@@ -119,6 +119,15 @@ class Expr:
     def constant(self) -> bool:
         return not self.names
 
+    def partial(self, known: Mapping[str, Value]) -> Expr:
+        """This expression with `known` names replaced by their values and what that makes
+        constant folded (`1 if aa else stride` with aa false is `stride`), so generated code does
+        not carry switches a template never uses."""
+        if not self.names & known.keys():
+            return self
+        tree = _Fold(known).visit(ast.parse(self.source, mode="eval"))
+        return Expr.parse(ast.unparse(ast.fix_missing_locations(tree)))
+
     def evaluate(self, env: Env) -> Value:
         try:
             return self._evaluate(env)
@@ -139,6 +148,54 @@ class Expr:
         return hash(self.source)
 
 
+class _Fold(ast.NodeTransformer):
+    """Substitute known names and fold the parts that become constant."""
+
+    def __init__(self, known: Mapping[str, Value]):
+        self.known = known
+
+    @staticmethod
+    def _const(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant)
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.Constant(self.known[node.id]) if node.id in self.known else node
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        node = self.generic_visit(node)
+        if self._const(node.test):
+            return node.body if node.test.value else node.orelse
+        return node
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        node = self.generic_visit(node)
+        stop = isinstance(node.op, ast.Or)  # the value that decides: True for or, False for and
+        rest = []
+        for value in node.values:
+            if self._const(value):
+                if bool(value.value) is stop:
+                    return ast.Constant(stop)
+                continue
+            rest.append(value)
+        if not rest:
+            return ast.Constant(not stop)
+        return rest[0] if len(rest) == 1 else ast.BoolOp(node.op, rest)
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        node = super().generic_visit(node)
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call)):
+            parts = [n for n in ast.iter_child_nodes(node) if isinstance(n, ast.expr)]
+            if isinstance(node, ast.Call):
+                parts = [*node.args, *(kw.value for kw in node.keywords)]
+            if all(self._const(p) for p in parts):
+                try:
+                    value = Expr(ast.unparse(node)).evaluate({})
+                except ExprError:
+                    return node
+                return ast.Constant(value)
+        return node
+
+
 def _number(value: Value) -> Value:
     if isinstance(value, (int, float)) and abs(value) > MAX_MAGNITUDE:
         raise OverflowError("value too large")
@@ -149,15 +206,13 @@ def _compile(node: ast.AST, names: set[str], functions: set[str]) -> Evaluator:
     """A closure that evaluates the whitelisted `node`; collects the names it reads."""
     if isinstance(node, ast.Constant):
         value = node.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ExprError(f"only numbers are allowed in expressions, not {value!r}")
+        if not isinstance(value, (int, float)):  # bool is an int: True and False are allowed
+            raise ExprError(f"only numbers and True/False are allowed in expressions, not {value!r}")
         return lambda env: value
     if isinstance(node, ast.Name):
         name = node.id
         if name.startswith("_"):
             raise ExprError(f"name {name!r} is not allowed")
-        if name in ("True", "False"):
-            raise ExprError(f"only numbers are allowed in expressions, not {name}")
         names.add(name)
         return lambda env: env[name]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:

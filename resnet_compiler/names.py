@@ -26,7 +26,9 @@ RESERVED_NAMES = frozenset({
     "register_state_dict_post_hook", "register_state_dict_pre_hook",
     "SqueezeExcite", "make_divisible",  # helpers of the generated code
 })
-PREDEFINED_VARIABLES = ("in_channels", "channels", "stride", "out_channels")
+PREDEFINED_VARIABLES = ("in_channels", "channels", "stride", "out_channels", "block_index",
+                        "stage_index", "stage_blocks", "global_block_index", "total_blocks",
+                        "dilation", "first_dilation", "drop_path_rate", "aa")
 MAX_NAME_LENGTH = 64
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 

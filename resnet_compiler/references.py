@@ -12,8 +12,10 @@ from .errors import Problem
 from .load import Document, format_path
 from .messages import did_you_mean
 
-STAGE_KEYS = ("block", "depth", "channels", "stride", "name", "shortcut")
-DEFAULTS_KEYS = ("conv_bias", "zero_init_last_bn", "shortcut")
+STAGE_KEYS = ("block", "depth", "channels", "stride", "name", "shortcut", "dilation", "norm",
+              "act", "aa")
+DEFAULTS_KEYS = ("conv_bias", "zero_init_last_bn", "shortcut", "norm", "act", "conv", "aa",
+                 "drop_path_rate")
 
 Path = tuple[str | int, ...]
 

@@ -28,7 +28,7 @@ from .expr import FUNCTIONS, Expr, ExprError
 from .load import Document, format_path
 from .messages import did_you_mean
 from .names import MAX_NAME_LENGTH, RESERVED_NAMES, check_class_name, check_identifier, check_variable
-from .ops import SPEC_OPS
+from .ops import SPEC_OPS, OpModel
 
 __all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Defaults", "Head", "Input", "Library", "Op",
            "Spec", "Stage", "json_schema", "validate"]
@@ -61,11 +61,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-# Every op a spec may write, from the op table: `op:` picks the model.
-Op = Annotated[Union[tuple(op.model for op in SPEC_OPS.values())],  # noqa: UP007
-               Field(discriminator="op")]
-OP_KINDS = tuple(SPEC_OPS)
+class AntiAlias(OpModel):
+    """Where a block's anti-aliasing goes: the layer `defaults.aa` (or the stage's `aa`) names,
+    with this stride; left out when none is set."""
+
+    op: Literal["anti_alias"]
+    stride: Size = 2
+
+
+# Every op a spec may write, from the op table (plus the anti-aliasing slot): `op:` picks the model.
 _OP_MODELS: dict[str, type[BaseModel]] = {k: op.model for k, op in SPEC_OPS.items()}
+_OP_MODELS["anti_alias"] = AntiAlias
+Op = Annotated[Union[tuple(_OP_MODELS.values())], Field(discriminator="op")]  # noqa: UP007
+OP_KINDS = tuple(_OP_MODELS)
+# A layer choice: an op kind (`gn`), an activation function (`silu`), or an op mapping without
+# name and when (`{op: gn, groups: 16}`).
+LayerChoice = Union[Identifier, dict[Identifier, Any]]  # noqa: UP007
 
 
 class Input(_Model):
@@ -101,6 +112,12 @@ class Stage(BaseModel):
     stride: PositiveInt = 1
     name: Identifier | None = Field(None, description="Default: layer1, layer2, ...")
     shortcut: Identifier | None = None
+    dilation: PositiveInt | None = Field(None, description="Dilation of the stage's blocks (the "
+                                         "first block keeps the previous stage's, as torchvision"
+                                         " and timm do).")
+    norm: LayerChoice | None = Field(None, description="This stage's norm (see defaults.norm).")
+    act: LayerChoice | None = Field(None, description="This stage's activation.")
+    aa: LayerChoice | None = Field(None, description="This stage's anti-aliasing layer.")
 
 
 class Defaults(BaseModel):
@@ -110,6 +127,15 @@ class Defaults(BaseModel):
     conv_bias: StrictBool = False
     zero_init_last_bn: StrictBool = False
     shortcut: Identifier | None = None
+    norm: LayerChoice | None = Field(None, description="Replaces every bn op: gn, frozen_bn, or"
+                                     " an op mapping like {op: gn, groups: 16} (timm's norm_layer).")
+    act: LayerChoice | None = Field(None, description="Replaces every relu op: an activation fn"
+                                    " (silu, gelu, ...) or {op: act, ...} (timm's act_layer).")
+    conv: LayerChoice | None = Field(None, description="Replaces every conv op, e.g. std_conv.")
+    aa: LayerChoice | None = Field(None, description="Anti-aliasing in strided blocks: avg (timm's"
+                                   " resnetaa), blur (resnetblur), or an op mapping.")
+    drop_path_rate: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
+        0.0, description="Stochastic depth: block i of n drops its branch with rate * i / (n - 1).")
 
 
 class Head(_Model):
@@ -137,6 +163,8 @@ class Spec(Library):
     stem: list[Op] = Field(default_factory=list)
     stages: Annotated[list[Stage], Field(min_length=1)]
     head: Head = Head()
+    output_stride: Literal[8, 16, 32] | None = Field(
+        None, description="Replace the last stages' strides by dilation (timm's output_stride).")
 
     def sha256(self) -> str:
         """Hash of the normalised spec: the same network gives the same hash."""

@@ -43,6 +43,7 @@ class BlockTemplate:
     projection_from: str | None = None
     last_norm: str | None = None
     shared_key: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+    position: tuple[str, ...] = ()  # position values (block_index, dilation, ...) it reads
 
     def ops(self) -> tuple[OpTemplate, ...]:
         return (*self.branch, *self.projection, *self.post)
@@ -58,6 +59,7 @@ class BlockInstance:
     channels: int
     stride: int
     params: Mapping[str, Value]
+    position: Mapping[str, Value] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ EVIL_EXPRESSIONS = [
     "exec('x=1') or 3",
     "eval('3')",
     "getattr(channels, 'real')",
-    "channels if True else 0",
+    "channels[0] if channels else 0",
     "'8'",
     "2 ** 64",
     "channels; import os",

@@ -19,22 +19,22 @@ from resnet_compiler.emit.onnx import emit_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
-    "spec/resnet101.yaml": ("7d8c6c7fb8fe4578", "ec71ef1dd032857d"),
-    "spec/resnet152.yaml": ("31dde519eeed2e86", "a399d7476ff5db5f"),
-    "spec/resnet18.yaml": ("ff464194968d6c00", "499fc714557573fa"),
-    "spec/resnet18_fashion_mnist.yaml": ("6a0cd1f6d699cd4f", "b9f89db105d76a3e"),
-    "spec/resnet20_cifar.yaml": ("13c05a5cfa353fb0", "db92d34a20f04602"),
-    "spec/resnet34.yaml": ("29c559650a8214e3", "3f3d55a2b0d4e9a6"),
-    "spec/resnet50.yaml": ("8ecb0f287c31af31", "08bdf1c36a69f33e"),
-    "spec/resnet50d.yaml": ("375fde854e09aa0c", "c1eb2998dc89e238"),
-    "spec/resnetv2_50.yaml": ("b7ced9c125c85a78", "6582e947f456688d"),
-    "spec/resnext101_32x8d.yaml": ("b161d7c9afb6beb2", "dfff3c3d41c01e8b"),
-    "spec/resnext50_32x4d.yaml": ("e23179f35f1895ae", "688c4bec1549ec58"),
-    "spec/seresnet50.yaml": ("d35c92bfd711dd53", "0b65342c56d8c0b0"),
-    "spec/wide_resnet50_2.yaml": ("9e181c32948389d4", "850f0f3b03e9c326"),
-    "examples/custom_block.yaml": ("962af3e451228691", "6d028d61a6b4a5e8"),
-    "examples/preact_wide_cifar.yaml": ("ca305e00362cc837", "8907d4dabd786b93"),
-    "examples/seed_resnext.yaml": ("b6461d55f345ef64", "8308f0bda40cea6e"),
+    "examples/custom_block.yaml": ('d9bbb8eb5f582c50', 'e4be451e7b5ad082'),
+    "examples/preact_wide_cifar.yaml": ('dc8b79b43d036b07', '13d38ec76baba0eb'),
+    "examples/seed_resnext.yaml": ('a9f854659e4bb286', 'b163277af34b1d4b'),
+    "spec/resnet101.yaml": ('fe0bf83bb024817b', '29479a7f1ef09bdb'),
+    "spec/resnet152.yaml": ('83285f250714e5a6', '85b4618fbb5d3393'),
+    "spec/resnet18.yaml": ('42cd257a5620b165', 'a4dc485bba7f3824'),
+    "spec/resnet18_fashion_mnist.yaml": ('eed1a011b80dad25', '4cd06e5f4c1fa5c5'),
+    "spec/resnet20_cifar.yaml": ('f93345558da1d00b', '418e9e270c259ca9'),
+    "spec/resnet34.yaml": ('0cd849180da63a94', '9be1344cbacbd74d'),
+    "spec/resnet50.yaml": ('e273ce41ea643643', 'c3cb57cbb7d6a131'),
+    "spec/resnet50d.yaml": ('0af52fbb10076e05', '6c55c69172682a64'),
+    "spec/resnetv2_50.yaml": ('f7f33b17831bd864', '5015646a66b10a81'),
+    "spec/resnext101_32x8d.yaml": ('ae7f8013cafb530d', '5bd65524c967f555'),
+    "spec/resnext50_32x4d.yaml": ('2e080720bb2219d5', '88d1da737554952b'),
+    "spec/seresnet50.yaml": ('8b897744e2a9a592', 'c2f90a905ab61063'),
+    "spec/wide_resnet50_2.yaml": ('36b42ade052c1c70', '29ad10391bf2f358'),
 }
 
 

@@ -77,6 +77,16 @@ def _break_at_spaces(line: str) -> list[str]:
         if tail else [indent + body[:start], *_break_words(inner, indent + INDENT)]
 
 
+def _top_level_if(text: str) -> bool:
+    """Whether `text` is a conditional expression (an ` if ` outside any brackets)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
+        if depth == 0 and text.startswith(" if ", i):
+            return True
+    return False
+
+
 def _wrap(line: str) -> list[str]:
     """Break an over-long line after its first opening parenthesis, black-style, one argument
     group per line; anything still too long breaks at spaces."""
@@ -88,7 +98,7 @@ def _wrap(line: str) -> list[str]:
         keyword, _, condition = body[:-1].partition(" ")
         return [f"{indent}{keyword} (", *_break_words(condition, indent + INDENT), f"{indent}):"]
     target, eq, value = body.partition(" = ")
-    if "(" not in line or (eq and " if " in value):  # a bare value or a conditional expression
+    if "(" not in line or (eq and _top_level_if(value)):  # a bare value or a conditional
         if eq:
             return [f"{indent}{target} = (", *_break_words(value, indent + INDENT), f"{indent})"]
         return _break_at_spaces(line)
@@ -151,9 +161,14 @@ def _used_names(t: BlockTemplate) -> set[str]:
 
 
 def constructor_params(t: BlockTemplate) -> dict[str, Any]:
-    """Block params that become keyword arguments of the class."""
+    """Block params and position values (block_index, dilation, ...) that become keyword
+    arguments of the class, with their defaults."""
+    from ..expand import POSITION_DEFAULTS
+
     used = _used_names(t)
-    return {k: v for k, v in t.params.items() if k in used}
+    out = {k: v for k, v in t.params.items() if k in used}
+    out.update({k: POSITION_DEFAULTS[k] for k in t.position if k in used})
+    return out
 
 
 def _module_expr(op: OpTemplate, in_ch: str, inplace: bool) -> str | None:
@@ -323,8 +338,9 @@ def _stages(layout: Layout) -> tuple[list[str], list[str]]:
             args = [str(inst.in_channels), str(inst.channels)]
             if inst.stride != 1:
                 args.append(f"stride={inst.stride}")
-            args += [f"{k}={inst.params[k]!r}" for k in defaults if inst.params[k] != defaults[k]
-                     or type(inst.params[k]) is not type(defaults[k])]
+            values = {**inst.params, **inst.position}
+            args += [f"{k}={values[k]!r}" for k in defaults if values[k] != defaults[k]
+                     or type(values[k]) is not type(defaults[k])]
             init.append(f"{INDENT}{inst.class_name}({', '.join(args)}),")
         init.append(")")
         forward.append(f"x = self.{stage.name}(x)")

@@ -6,17 +6,21 @@ outside an op's own module branches on its kind.
 
 from __future__ import annotations
 
-from .act import ReLUOp
-from .attention import SqueezeExciteOp
+from .act import ActOp, ReLUOp
+from .attention import EcaOp, SqueezeExciteOp
 from .base import Context, InitOptions, OpDef, OpModel, Shape, ShapeError
-from .conv import ConvOp
-from .norm import BatchNormOp
-from .pool import AvgPoolOp, GlobalPoolOp, MaxPoolOp
+from .conv import ConvOp, StdConvOp
+from .norm import BatchNormOp, FrozenBatchNormOp, GroupNormOp
+from .pool import AvgPoolOp, BlurPoolOp, GlobalPoolOp, MaxPoolOp
+from .regularization import DropPathOp
 from .structural import AddOp, DropoutOp, FlattenOp, InputOp, LinearOp
 
 REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
     ConvOp(), BatchNormOp(), ReLUOp(), MaxPoolOp(), AvgPoolOp(), SqueezeExciteOp(),
     InputOp(), AddOp(), GlobalPoolOp(), FlattenOp(), DropoutOp(), LinearOp(),
+    ActOp(),
+    GroupNormOp(), FrozenBatchNormOp(), StdConvOp(),
+    EcaOp(), BlurPoolOp(), DropPathOp(),
 )}
 # Ops a spec may write (the others are placed by the compiler: input, add, head pooling, ...).
 SPEC_OPS: dict[str, OpDef] = {k: op for k, op in REGISTRY.items() if op.model is not None}

@@ -146,7 +146,8 @@ class OpDef:
 
     kind: ClassVar[str]
     model: ClassVar[type[OpModel] | None] = None  # None: made by the compiler, not written in specs
-    sizes: ClassVar[Mapping[str, int]] = {}  # expression-valued fields and their minimum
+    sizes: ClassVar[Mapping[str, int]] = {}  # whole-number expression fields and their minimum
+    reals: ClassVar[Mapping[str, tuple[float, float]]] = {}  # number expression fields: [lo, hi)
     role: ClassVar[str] = ""  # "norm" (zero-init of a branch's last norm), "conv", "act", ...
     buffers: ClassVar[frozenset[str]] = frozenset()  # tensors that are not parameters
     torch_helpers: ClassVar[tuple[str, ...]] = ()  # helper classes the generated code needs
@@ -158,7 +159,11 @@ class OpDef:
         """The op's attributes with defaults filled in: size fields as expression text (folded
         when constant), flags and floats as values. Evaluated per instance, printed into code."""
         raw = op.model_dump(exclude={"op", "name", "when"}, exclude_none=True)
-        return {k: (fold_constants(str(v)) if k in self.sizes else v) for k, v in raw.items()}
+        return {k: (fold_constants(str(v)) if k in self.sizes or k in self.reals else v)
+                for k, v in raw.items()}
+
+    def expression_fields(self) -> frozenset[str]:
+        return frozenset(self.sizes) | frozenset(self.reals)
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
         """Graph node attributes from evaluated `values` and the input shapes."""

@@ -1,14 +1,16 @@
-"""2-D convolution: `nn.Conv2d`, ONNX `Conv` (with a following norm folded into its weights)."""
+"""2-D convolution: `nn.Conv2d`, ONNX `Conv` (with a following norm folded into its weights), and
+the weight-standardised convolution of BiT ResNet-V2 (timm's StdConv2d)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, StrictBool
 
+from ..expr import Expr
 from .base import (
     Attrs,
     Context,
@@ -40,6 +42,20 @@ class Conv(OpModel):
     bias: StrictBool | None = Field(None, description="Default: defaults.conv_bias.")
 
 
+def same_padding(kernel: str, dilation: str) -> str:
+    """dilation * (kernel - 1) // 2 as short source text: `dilation` itself for a 3x3 kernel."""
+    k = Expr.parse(kernel)
+    if k.constant and isinstance(k.evaluate({}), int):
+        half = (k.evaluate({}) - 1) // 2
+        if half == 0:
+            return "0"
+        d = Expr.parse(dilation)
+        if d.constant:
+            return str(half * d.evaluate({}))
+        return d.source if half == 1 else fold_constants(f"{half} * ({d.source})")
+    return fold_constants(f"({dilation}) * (({kernel}) - 1) // 2")
+
+
 class ConvOp(OpDef):
     kind = "conv"
     model = Conv
@@ -52,7 +68,7 @@ class ConvOp(OpDef):
         out = super().sources(op, ctx)
         out.setdefault("bias", ctx.conv_bias)
         if "padding" not in out:
-            out["padding"] = fold_constants(f"({out['dilation']}) * (({out['kernel']}) - 1) // 2")
+            out["padding"] = same_padding(out["kernel"], out["dilation"])
         return out
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
@@ -101,8 +117,12 @@ class ConvOp(OpDef):
     def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
         return text(src["channels"])
 
+    def onnx_weight(self, b: Any, node: str, attrs: Attrs) -> np.ndarray:
+        """The filters the convolution applies (a subclass may transform the stored ones)."""
+        return b.weight(f"{node}.weight")
+
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
-        weight = b.weight(f"{node}.weight")
+        weight = self.onnx_weight(b, node, attrs)
         bias = b.weight(f"{node}.bias") if attrs["bias"] else None
         weight, bias, out_node = b.fold_following_norm(node, weight, bias)
         k, p, s, d = attrs["kernel"], attrs["padding"], attrs["stride"], attrs["dilation"]
@@ -111,3 +131,60 @@ class ConvOp(OpDef):
             ins.append(b.init(f"{node}.bias", bias))
         return b.add("Conv", node, ins, out_node, kernel_shape=[k, k], pads=[p, p, p, p],
                      strides=[s, s], dilations=[d, d], group=attrs["groups"])
+
+
+class StdConv(Conv):
+    """Weight-standardised 2-D convolution (Qiao et al.), as timm's StdConv2d in BiT ResNet-V2:
+    each output channel's filter is shifted to zero mean and divided by sqrt(biased variance +
+    eps) before convolving. `eps` defaults to timm's 1e-6 (BiT's checkpoints use 1e-8)."""
+
+    op: Literal["std_conv"]  # type: ignore[assignment]  # the subclass's own tag
+    eps: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-6
+
+
+STD_CONV_CLASS = '''
+class StdConv2d(nn.Conv2d):
+    """Conv2d with weight standardisation (Qiao et al., as in BiT ResNet-V2): every output
+    channel's filter is used at zero mean and unit (biased) variance, so training sees a
+    well-scaled weight whatever its raw values."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = False,
+                 eps: float = 1e-6) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bias)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = self.weight.flatten(1)
+        var, mean = torch.var_mean(flat, dim=1, correction=0, keepdim=True)
+        weight = ((flat - mean) * torch.rsqrt(var + self.eps)).reshape_as(self.weight)
+        return nn.functional.conv2d(x, weight, self.bias, self.stride, self.padding,
+                                    self.dilation, self.groups)
+'''
+
+
+class StdConvOp(ConvOp):
+    """A conv whose filters are standardised on use; tensors, parameters and MACs are a conv's."""
+
+    kind = "std_conv"
+    model = StdConv
+    torch_helpers = (STD_CONV_CLASS,)
+    torch_init = (("StdConv2d", ConvOp.torch_init[0][1]),)
+
+    def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
+        return {**super().resolve(values, inputs), "eps": values["eps"]}
+
+    def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
+        conv = super().torch_module(src, in_channels, inplace)
+        eps = f", eps={src['eps']!r}" if src["eps"] != 1e-6 else ""
+        return f"StdConv2d{conv.removeprefix('nn.Conv2d')[:-1]}{eps})"
+
+    def onnx_weight(self, b: Any, node: str, attrs: Attrs) -> np.ndarray:
+        """The standardised filters, computed in float64 at export: ONNX then sees a plain Conv
+        (and a following norm still folds into it)."""
+        w = super().onnx_weight(b, node, attrs)
+        flat = w.reshape(w.shape[0], -1).astype(np.float64)
+        mean = flat.mean(axis=1, keepdims=True)
+        var = flat.var(axis=1, keepdims=True)  # biased, as the torch forward
+        return ((flat - mean) / np.sqrt(var + float(attrs["eps"]))).reshape(w.shape)

@@ -1,13 +1,29 @@
-"""Pooling: windowed max and average pooling, and the head's global pooling."""
+"""Pooling: windowed max and average pooling, anti-aliased blur pooling, and the head's global
+pooling."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import StrictBool
 
-from .base import Attrs, Context, Offset, OpDef, OpModel, Shape, Size, fold_constants, text, window_shape
+from ..messages import format_shape
+from .base import (
+    Attrs,
+    Context,
+    Offset,
+    OpDef,
+    OpModel,
+    Shape,
+    ShapeError,
+    Size,
+    fold_constants,
+    spatial_size,
+    text,
+    window_shape,
+)
 
 
 class MaxPool(OpModel):
@@ -29,6 +45,17 @@ class AvgPool(OpModel):
     padding: Offset = 0
     ceil_mode: StrictBool = False
     count_include_pad: StrictBool = True
+
+
+class BlurPool(OpModel):
+    """Anti-aliased downsampling (Zhang, 2019), as timm's BlurPool2d: each channel is blurred by a
+    fixed `size` x `size` binomial filter (default 3) and subsampled by `stride` (default 2),
+    after reflect padding of ((stride - 1) + (size - 1)) // 2 on every side. The filter is fixed,
+    so the op adds no parameters."""
+
+    op: Literal["blurpool"]
+    size: Size = 3
+    stride: Size = 2
 
 
 class _WindowPool(OpDef):
@@ -124,3 +151,93 @@ class GlobalPoolOp(OpDef):
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         op_type = "GlobalAveragePool" if attrs["mode"] == "avg" else "GlobalMaxPool"
         return b.add(op_type, node, list(inputs), node)
+
+
+BLUR_POOL_CLASS = '''
+class BlurPool2d(nn.Module):
+    """Anti-aliased downsampling (Zhang, 2019): a fixed binomial blur per channel, then a stride.
+    The filter is a buffer outside the state_dict, rebuilt from `size` on construction."""
+
+    def __init__(self, channels: int, size: int = 3, stride: int = 2) -> None:
+        super().__init__()
+        self.channels = channels
+        self.stride = stride
+        self.padding = ((stride - 1) + (size - 1)) // 2
+        row = [1.0]  # binomial coefficients, one row of Pascal's triangle per step
+        for _ in range(size - 1):
+            row = [a + b for a, b in zip([0.0, *row], [*row, 0.0], strict=True)]
+        coeffs = torch.tensor(row) / 2 ** (size - 1)
+        filt = (coeffs[:, None] * coeffs[None, :]).expand(channels, 1, size, size)
+        self.register_buffer("filt", filt.contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x, [self.padding] * 4, mode="reflect")
+        return nn.functional.conv2d(x, self.filt, stride=self.stride, groups=self.channels)
+'''
+
+
+def binomial_filter(size: int) -> np.ndarray:
+    """The normalised 2-D binomial filter: outer product of row `size - 1` of Pascal's
+    triangle with itself, divided so that it sums to 1 (timm's BlurPool2d filter)."""
+    row = np.array([1.0])
+    for _ in range(size - 1):
+        row = np.convolve(row, [1.0, 1.0])
+    row /= 2.0 ** (size - 1)
+    return np.outer(row, row)
+
+
+def blur_padding(size: int, stride: int) -> int:
+    """timm's get_padding(size, stride): the same on every side."""
+    return ((stride - 1) + (size - 1)) // 2
+
+
+class BlurPoolOp(OpDef):
+    kind = "blurpool"
+    model = BlurPool
+    sizes = {"size": 2, "stride": 1}
+    role = "pool"
+    torch_helpers = (BLUR_POOL_CLASS,)
+
+    def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
+        return {"channels": inputs[0][0], "size": values["size"], "stride": values["stride"]}
+
+    def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
+        (x,) = inputs
+        if len(x) != 3:
+            raise ShapeError(f"blurpool needs a feature map, got {format_shape(x)}")
+        c, h, w = x
+        k, s = attrs["size"], attrs["stride"]
+        p = blur_padding(k, s)
+        if p >= min(h, w):
+            raise ShapeError(f"reflect padding {p} (size {k}, stride {s}) needs a feature map larger"
+                             f" than {p}x{p}, got {h}x{w}")
+        oh, ow = spatial_size(h, k, s, p), spatial_size(w, k, s, p)
+        if oh < 1 or ow < 1:
+            raise ShapeError(f"the {h}x{w} feature map is smaller than the {k}x{k} blur filter")
+        return (c, oh, ow)
+
+    def macs(self, attrs: Attrs, inputs: Sequence[Shape], out: Shape) -> int:
+        """A depthwise convolution (with a fixed filter)."""
+        return int(np.prod(out)) * attrs["size"] ** 2
+
+    def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
+        args = [in_channels]
+        if text(src["size"]) != "3":
+            args.append(f"size={text(src['size'])}")
+        if text(src["stride"]) != "2":
+            args.append(f"stride={text(src['stride'])}")
+        return f"BlurPool2d({', '.join(args)})"
+
+    def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
+        """Pad (reflect), then a depthwise Conv with the fixed filter as a constant."""
+        c, k, s = attrs["channels"], attrs["size"], attrs["stride"]
+        p = blur_padding(k, s)
+        x = inputs[0]
+        if p:
+            pads = b.const(f"{node}.pads", np.array([0, 0, p, p, 0, 0, p, p]), dtype="<i8")
+            in_shape = b.g.nodes[next(iter(b.g.pred[node]))]["shape"]
+            x = b.add("Pad", f"{node}.pad", [x, pads], f"{node}.pad",
+                      shape=(c, in_shape[1] + 2 * p, in_shape[2] + 2 * p), mode="reflect")
+        filt = np.broadcast_to(binomial_filter(k), (c, 1, k, k))
+        return b.add("Conv", node, [x, b.const(f"{node}.filt", filt)], node, kernel_shape=[k, k],
+                     strides=[s, s], group=c)
