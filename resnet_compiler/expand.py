@@ -92,8 +92,9 @@ class _Expander:
         self.expansions: dict[tuple[Any, ...], tuple[list[_Node], str]] = {}
         self.top_names: set[str] = {"input"}
         self.top_layers = self.layer_choices(None, ())
+        self.open_group: str | None = None
+        self.children: dict[str, list[str]] = {}
         self._stem_out = "input"
-        self.groups: set[str] = set()  # `group.index` stem/head names already gathered
 
     def error(self, path: Iterable[str | int], message: str) -> SpecError:
         return self.doc.error(tuple(path), message)
@@ -195,6 +196,33 @@ class _Expander:
             names.append(candidate)
         return names
 
+    def place(self, path: str, origin: Origin) -> str:
+        """Claim a module path: a plain name once; a dotted path's containers only by consecutive
+        modules, each container's children unique, indices from 0 in order."""
+        parts = path.split(".")
+        if len(parts) > 1 and parts[0] != self.open_group and parts[0] in self.children:
+            raise self.error(origin, f"{path!r}: the modules under {parts[0]!r} must be"
+                             " consecutive")
+        if len(parts) == 1 or parts[0] != self.open_group:
+            self.claim_top(parts[0], origin)
+        self.open_group = parts[0] if len(parts) > 1 else None
+        for depth in range(1, len(parts)):
+            container, key = ".".join(parts[:depth]), parts[depth]
+            kids = self.children.setdefault(container, [])
+            if kids and kids[-1] == key and depth < len(parts) - 1:
+                continue
+            if key in kids:
+                raise self.error(origin, f"{path!r}: the modules under {container!r} must be"
+                                 " consecutive, each name once")
+            if kids and kids[0].isdigit() != key.isdigit():
+                raise self.error(origin, f"{path!r}: the modules under {container!r} are either"
+                                 " all numbered or all named")
+            if key.isdigit() and int(key) != len(kids):
+                raise self.error(origin, f"{path!r}: the modules under {container!r} must be "
+                                 f"numbered from 0 in order ({container}.{len(kids)} expected)")
+            kids.append(key)
+        return path
+
     def claim_top(self, name: str, origin: Origin) -> str:
         if name in self.top_names:
             raise self.error(origin, f"name {name!r} is used twice at the top level of the model")
@@ -205,27 +233,11 @@ class _Expander:
         """Stem or head ops, each a top-level module (or a member of a `group.index` run)."""
         names = self.names_for(ops, self.top_names)
         out = []
-        group, expected = None, 0
         for i, (op, name) in enumerate(zip(ops, names, strict=True)):
             origin = (*section, i)
             if op.when is not None:
                 raise self.error((*origin, "when"), "'when' is only meaningful inside a block")
-            prefix, _, index = name.partition(".")
-            if index:  # `group.index`: consecutive ops of one nn.Sequential, numbered from 0
-                if prefix != group:
-                    if prefix in self.groups:
-                        raise self.error((*origin, "name"), f"{name!r}: ops of group {prefix!r} "
-                                         "must be consecutive")
-                    self.claim_top(prefix, (*origin, "name"))
-                    self.groups.add(prefix)
-                    group, expected = prefix, 0
-                if int(index) != expected:
-                    raise self.error((*origin, "name"), f"{name!r}: ops of group {prefix!r} must "
-                                     f"be numbered from 0 in order ({prefix}.{expected} expected)")
-                expected += 1
-            else:
-                group = None
-                self.claim_top(name, origin)
+            self.place(name, (*origin, "name") if "." in name else origin)
             concrete = self.substitute(op, self.top_layers, origin)
             if concrete is None:
                 continue
@@ -310,9 +322,11 @@ class _Expander:
 
         branch = templates(block.branch, branch_names)
         post = templates(block.post, scope[len(block.branch):])
-        projection = templates(self.shortcuts[shortcut],
-                               [f"downsample.{i}" for i in range(len(self.shortcuts[shortcut]))])
-        norms = [t.name for t in branch if REGISTRY[t.kind].role == "norm" and t.when is None]
+        shortcut_ops = self.shortcuts[shortcut]
+        projection = templates(shortcut_ops, [f"downsample.{op.name or i}"
+                                              for i, op in enumerate(shortcut_ops)])
+        norms = [t.name for t in branch if REGISTRY[t.kind].role == "norm" and t.when is None
+                 and t.sources.get("affine", True)]  # a norm without weight cannot start at zero
         name = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
         return BlockTemplate(
             class_name=name, kind=kind, shortcut=shortcut, params=dict(block.params),
@@ -494,7 +508,7 @@ class _Expander:
         if shortcut not in self.shortcuts:
             raise self.error(origin, f"unknown shortcut {shortcut!r} (shortcuts: "
                              f"{', '.join(sorted(self.shortcuts))})")
-        name = self.claim_top(stage.name or f"layer{si + 1}", (*origin, "name"))
+        name = self.place(stage.name or f"layer{si + 1}", (*origin, "name"))
         params = self.stage_params(si, block)
         layers = self.layer_choices(stage, origin)
         t = self.block_template(stage.block, block, shortcut, layers, origin)
@@ -521,28 +535,44 @@ class _Expander:
         return x
 
     def head(self, x: str) -> list[TopOp]:
-        """Global pooling, flatten, optional dropout and the classifier."""
+        """Global pooling, optional dropout, the classifier (linear after flatten, or a 1x1 conv
+        before it), optionally gathered under one module path."""
         head = self.spec.head
-        pool = self.claim_top("avgpool" if head.pool == "avg" else "global_pool", ("head", "pool"))
+        prefix = f"{head.path}." if head.path else ""
+        pool_name = "global_pool" if head.path or head.pool == "max" else "avgpool"
         steps: list[tuple[str, str, dict[str, Any], Origin]] = [
-            (pool, "global_pool", {"mode": head.pool}, ("head", "pool")),
-            (self.claim_top("flatten", ("head",)), "flatten", {}, ("head",))]
+            (pool_name, "global_pool", {"mode": head.pool}, ("head", "pool"))]
+        flatten = ("flatten", "flatten", {}, ("head",))
+        if head.classifier == "linear":
+            steps.append(flatten)
         if head.dropout:
-            steps.append((self.claim_top("dropout", ("head", "dropout")), "dropout",
-                          {"p": head.dropout}, ("head", "dropout")))
+            steps.append(("drop" if head.path else "dropout", "dropout", {"p": head.dropout},
+                          ("head", "dropout")))
         out = []
-        for node_id, kind, attrs, origin in steps:
-            data = self.make_node(OpTemplate(node_id, kind, attrs, {}), attrs,
-                                  [self.shape_of(x)], node_id, origin)
-            out.append(TopOp(node_id, kind, attrs, self.shape_of(x)[0]))
-            x = self.add(node_id, data, [x])
-        fc = self.claim_top(head.fc, ("head", "fc"))
+        for name, kind, attrs, origin in steps:
+            x = self.head_node(prefix + name, kind, attrs, x, origin, out)
+        fc = prefix + head.fc
         features = self.shape_of(x)[0]
-        attrs = {"in_features": features, "out_features": self.spec.num_classes, "bias": True}
-        self.add(fc, self.make_node(OpTemplate(fc, "linear", attrs, {}), attrs,
-                                    [self.shape_of(x)], fc, ("head", "fc")), [x])
-        out.append(TopOp(fc, "linear", {"out_features": "num_classes"}, features))
+        if head.classifier == "conv":
+            attrs = {"in_channels": features, "out_channels": self.spec.num_classes, "kernel": 1,
+                     "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
+            code = {"channels": "num_classes", "kernel": 1, "stride": 1, "padding": 0,
+                    "dilation": 1, "groups": 1, "bias": True}
+            x = self.head_node(fc, "conv", attrs, x, ("head", "fc"), out, code)
+            x = self.head_node(prefix + "flatten", *flatten[1:], x, out)
+        else:
+            attrs = {"in_features": features, "out_features": self.spec.num_classes, "bias": True}
+            x = self.head_node(fc, "linear", attrs, x, ("head", "fc"), out,
+                               {"out_features": "num_classes"})
         return out
+
+    def head_node(self, name: str, kind: str, attrs: dict[str, Any], x: str, origin: Origin,
+                  out: list[TopOp], code: dict[str, Any] | None = None) -> str:
+        self.place(name, origin)
+        data = self.make_node(OpTemplate(name, kind, attrs, {}), attrs, [self.shape_of(x)],
+                              name, origin)
+        out.append(TopOp(name, kind, code if code is not None else attrs, self.shape_of(x)[0]))
+        return self.add(name, data, [x])
 
     def finish(self) -> tuple[nx.DiGraph, Layout]:
         spec = self.spec

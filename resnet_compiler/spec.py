@@ -29,6 +29,7 @@ from .load import Document, format_path
 from .messages import did_you_mean
 from .names import MAX_NAME_LENGTH, RESERVED_NAMES, check_class_name, check_identifier, check_variable
 from .ops import SPEC_OPS, OpModel
+from .ops.base import check_module_path
 
 __all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Defaults", "Head", "Input", "Library", "Op",
            "Spec", "Stage", "json_schema", "validate"]
@@ -50,6 +51,7 @@ def _variable(value: str) -> str:
 
 
 Identifier = Annotated[str, AfterValidator(check_identifier)]
+ModulePath = Annotated[str, AfterValidator(check_module_path)]
 Variable = Annotated[str, AfterValidator(_variable)]
 ExprText = Annotated[str, AfterValidator(_expression)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
@@ -110,7 +112,8 @@ class Stage(BaseModel):
     depth: PositiveInt
     channels: PositiveInt
     stride: PositiveInt = 1
-    name: Identifier | None = Field(None, description="Default: layer1, layer2, ...")
+    name: ModulePath | None = Field(None, description="Module path of the stage's blocks: layer1,"
+                                    " layer2, ... by default; timm's ResNetV2 names stages.0.blocks.")
     shortcut: Identifier | None = None
     dilation: PositiveInt | None = Field(None, description="Dilation of the stage's blocks (the "
                                          "first block keeps the previous stage's, as torchvision"
@@ -143,6 +146,12 @@ class Head(_Model):
     pool: Literal["avg", "max"] = "avg"
     dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
     fc: Identifier = "fc"
+    classifier: Literal["linear", "conv"] = Field(
+        "linear", description="linear: flatten then nn.Linear; conv: a 1x1 conv on the pooled map,"
+        " then flatten (timm's ResNetV2 head).")
+    path: Identifier | None = Field(None, description="Gather pool, dropout, classifier and flatten"
+                                    " under this module (timm's `head`: head.global_pool,"
+                                    " head.drop, head.fc, head.flatten).")
 
 
 class Library(_Model):
@@ -167,8 +176,10 @@ class Spec(Library):
         None, description="Replace the last stages' strides by dilation (timm's output_stride).")
 
     def sha256(self) -> str:
-        """Hash of the normalised spec: the same network gives the same hash."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Hash of the normalised spec: the same network gives the same hash (settings left at
+        their defaults are left out, so new settings do not change old specs' hashes)."""
+        text = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
+                          separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -114,10 +114,11 @@ def test_dotted_stem_names_become_one_sequential() -> None:
 
 
 @pytest.mark.parametrize("names, message", [
-    (["stem.0", "stem.2", "relu"], "'stem.2': ops of group 'stem' must be numbered from 0 in order"),
+    (["stem.0", "stem.2", "relu"], "'stem.2': the modules under 'stem' must be numbered from 0 in order"),
     (["bn", "bn.0", "relu"], "name 'bn' is used twice at the top level"),
-    (["stem.0", "bn", "stem.1"], "'stem.1': ops of group 'stem' must be consecutive"),
-    (["stem.0", "stem.1", "stem.x"], "a dotted op name is a group name and an index"),
+    (["stem.0", "bn", "stem.1"], "'stem.1': the modules under 'stem' must be consecutive"),
+    (["stem.0", "stem.1", "stem.extra"], "are either all numbered or all named"),
+    (["stem.0", "stem.1", "stem.x"], "each part of a dotted module path is a name or an index"),
 ])
 def test_dotted_stem_names_must_be_a_numbered_run(names: list[str], message: str) -> None:
     with pytest.raises(SpecError) as e:

@@ -202,8 +202,6 @@ def test_training_gradients_equal_the_out_of_place_functional(case: str) -> None
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="emit/torch.py passes inplace=True to an act right after"
-                   " another act, whose backward reads the output the second one overwrites")
 def test_an_act_after_an_act_trains() -> None:
     spec = act_spec({"fn": "silu"})
     spec["stem"].insert(1, {"op": "act", "fn": "sigmoid"})

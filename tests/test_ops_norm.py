@@ -24,6 +24,7 @@ from timm.models.resnetv2 import DownsampleConv, PreActBottleneck
 
 import resnet_compiler as rc
 from resnet_compiler.ops import REGISTRY, InitOptions
+from resnet_compiler.verify import verify
 from resnet_compiler.weights import init_weights
 
 OPSETS = range(13, 22)
@@ -421,6 +422,10 @@ def test_bit_stage_equals_timm_preact_bottlenecks(tmp_path: Path) -> None:
                 y = model(xn).numpy()
             got = onnx_outputs(net, full, xn.numpy(), tmp_path / "bit.onnx", opset=opset)
             assert rel_err(y, got) <= TOLERANCE, (opset, n)
+    # verify: torch against onnxruntime, and ONNX shape inference against the graph's shapes
+    report = verify(net, weights=full)
+    assert report.checker_error is None and report.shape_mismatches == []
+    assert report.values_checked == net.graph.number_of_nodes()
 
 
 def test_generated_code_for_all_three_is_ruff_clean(tmp_path: Path) -> None:

@@ -19,22 +19,22 @@ from resnet_compiler.emit.onnx import emit_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
-    "examples/custom_block.yaml": ('d9bbb8eb5f582c50', 'e4be451e7b5ad082'),
-    "examples/preact_wide_cifar.yaml": ('dc8b79b43d036b07', '13d38ec76baba0eb'),
-    "examples/seed_resnext.yaml": ('a9f854659e4bb286', 'b163277af34b1d4b'),
-    "spec/resnet101.yaml": ('fe0bf83bb024817b', '29479a7f1ef09bdb'),
-    "spec/resnet152.yaml": ('83285f250714e5a6', '85b4618fbb5d3393'),
-    "spec/resnet18.yaml": ('42cd257a5620b165', 'a4dc485bba7f3824'),
-    "spec/resnet18_fashion_mnist.yaml": ('eed1a011b80dad25', '4cd06e5f4c1fa5c5'),
-    "spec/resnet20_cifar.yaml": ('f93345558da1d00b', '418e9e270c259ca9'),
-    "spec/resnet34.yaml": ('0cd849180da63a94', '9be1344cbacbd74d'),
-    "spec/resnet50.yaml": ('e273ce41ea643643', 'c3cb57cbb7d6a131'),
-    "spec/resnet50d.yaml": ('0af52fbb10076e05', '6c55c69172682a64'),
-    "spec/resnetv2_50.yaml": ('f7f33b17831bd864', '5015646a66b10a81'),
-    "spec/resnext101_32x8d.yaml": ('ae7f8013cafb530d', '5bd65524c967f555'),
-    "spec/resnext50_32x4d.yaml": ('2e080720bb2219d5', '88d1da737554952b'),
-    "spec/seresnet50.yaml": ('8b897744e2a9a592', 'c2f90a905ab61063'),
-    "spec/wide_resnet50_2.yaml": ('36b42ade052c1c70', '29ad10391bf2f358'),
+    "examples/custom_block.yaml": ('481437f4b447d12b', '4412f5dff95efb61'),
+    "examples/preact_wide_cifar.yaml": ('f0eee6f8ec3cb314', 'bdb56ad7033db72b'),
+    "examples/seed_resnext.yaml": ('788f7a632ed722f5', 'e1fe17de28afc1a5'),
+    "spec/resnet101.yaml": ('549e0eff3c5f7495', 'ec312186acfa4271'),
+    "spec/resnet152.yaml": ('eecc2ea68bbda8c7', '8452d92d8154c2ac'),
+    "spec/resnet18.yaml": ('3e0de6080dca9a33', '51dabb41bab11784'),
+    "spec/resnet18_fashion_mnist.yaml": ('2af0495b649a4754', 'd0de9f04387b6cf8'),
+    "spec/resnet20_cifar.yaml": ('0f97dd7373dc9c3c', '9f8290b30633713a'),
+    "spec/resnet34.yaml": ('f12fa13f74f7fb30', 'c457e67670f49b3d'),
+    "spec/resnet50.yaml": ('a778089265f4a68b', 'd0aaebee75a4d924'),
+    "spec/resnet50d.yaml": ('aaab43982e5fc985', '680cdb0a19dbafb7'),
+    "spec/resnetv2_50.yaml": ('b72b8f13b5843190', '9daca082e4b85149'),
+    "spec/resnext101_32x8d.yaml": ('e334b5a0c7405e02', 'b8a4c4d5292aeb09'),
+    "spec/resnext50_32x4d.yaml": ('12c8f0587d693d49', '4fc57ffb110acdfc'),
+    "spec/seresnet50.yaml": ('c21c85a3a2e1f732', '5bfe4b076ec1181e'),
+    "spec/wide_resnet50_2.yaml": ('e59374316b36c246', 'db6e0ee0e49fd40c'),
 }
 
 

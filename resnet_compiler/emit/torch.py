@@ -209,7 +209,10 @@ def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str]:
                 forward.append(f"out = {var}")
             call = REGISTRY[op.kind].torch_call(f"self.{op.name}", ["out"])
             forward += [f"if self.{op.name} is not None:", f"{INDENT}out = {call}"]
-        ch, var, fresh = _channels_after(op, ch), "out", fresh or op.when is None
+        # after an in-place op the tensor is one autograd may still need (an activation's output):
+        # the next op makes a new one
+        in_place = fresh and REGISTRY[op.kind].inplace_ok
+        ch, var, fresh = _channels_after(op, ch), "out", (fresh or op.when is None) and not in_place
         if op.name == t.projection_from:
             forward.append("preact = out")
             projection_in, var, fresh = ch, "preact", False
@@ -297,42 +300,29 @@ def model_class_name(graph: nx.DiGraph, layout: Layout) -> str:
     return _class_name(graph.graph["name"], set(layout.classes))
 
 
-def _top_level(ops: list[TopOp], inplace_from: int) -> tuple[list[str], list[str]]:
-    """Constructor and forward lines for stem or head modules; `group.index` names become one
-    nn.Sequential `group`."""
+Entry = tuple[str, list[str]]  # a module path and the lines of its constructor expression
+
+
+def _top_entries(ops: list[TopOp], inplace_from: int) -> list[Entry]:
+    """Stem or head modules as (path, constructor) entries."""
     entries = []
+    previous_in_place = False
     for i, top in enumerate(ops):
         opdef = REGISTRY[top.kind]
-        module = opdef.torch_module(top.sources, str(top.in_channels),
-                                    i >= inplace_from and opdef.inplace_ok)
-        entries.append((top.node_id, module))
-    init: list[str] = []
-    forward: list[str] = []
-    i = 0
-    while i < len(entries):
-        name, module = entries[i]
-        group, _, index = name.partition(".")
-        if not index:
-            init.append(f"self.{name} = {module}")
-            forward.append(f"x = self.{name}(x)")
-            i += 1
-            continue
-        init.append(f"self.{group} = nn.Sequential(")
-        while i < len(entries) and entries[i][0].partition(".")[0] == group \
-                and entries[i][0].partition(".")[2]:
-            init.append(f"{INDENT}{entries[i][1]},")
-            i += 1
-        init.append(")")
-        forward.append(f"x = self.{group}(x)")
-    return init, forward
+        in_place = i >= inplace_from and opdef.inplace_ok and not previous_in_place
+        entries.append((top.node_id, [opdef.torch_module(top.sources, str(top.in_channels),
+                                                         in_place)]))
+        # an activation's output may be what its backward needs: the next op makes a new one
+        previous_in_place = in_place or (opdef.role == "act" and i >= inplace_from)
+    return entries
 
 
-def _stages(layout: Layout) -> tuple[list[str], list[str]]:
-    init: list[str] = []
-    forward: list[str] = []
+def _stage_entries(layout: Layout) -> list[Entry]:
+    """Each stage as an nn.Sequential of its blocks."""
+    entries = []
     signature = {name: constructor_params(t) for name, t in layout.classes.items()}
     for stage in layout.stages:
-        init.append(f"self.{stage.name} = nn.Sequential(")
+        lines = ["nn.Sequential("]
         for inst in stage.blocks:
             defaults = signature[inst.class_name]
             args = [str(inst.in_channels), str(inst.channels)]
@@ -341,10 +331,53 @@ def _stages(layout: Layout) -> tuple[list[str], list[str]]:
             values = {**inst.params, **inst.position}
             args += [f"{k}={values[k]!r}" for k in defaults if values[k] != defaults[k]
                      or type(values[k]) is not type(defaults[k])]
-            init.append(f"{INDENT}{inst.class_name}({', '.join(args)}),")
-        init.append(")")
-        forward.append(f"x = self.{stage.name}(x)")
-    return init, forward
+            lines.append(f"{INDENT}{inst.class_name}({', '.join(args)}),")
+        entries.append((stage.name, [*lines, ")"]))
+    return entries
+
+
+def _container(children: list[tuple[str, Any]]) -> list[str]:
+    """An nn.Sequential of `children` (key, constructor lines or nested children): positional
+    when the keys are 0, 1, ...; named (OrderedDict) otherwise."""
+    numbered = all(key == str(i) for i, (key, _) in enumerate(children))
+    lines = ["nn.Sequential(" if numbered else "nn.Sequential(OrderedDict(["]
+    for key, child in children:
+        body = child if isinstance(child[0], str) else _container(child)
+        if numbered:
+            lines += [INDENT + body[0], *(INDENT + b for b in body[1:])]
+            lines[-1] += ","
+        else:
+            lines += [f'{INDENT}("{key}", {body[0]}', *(INDENT + b for b in body[1:])]
+            lines[-1] += "),"
+    return [*lines, ")" if numbered else "]))"]
+
+
+def _tree(entries: list[Entry]) -> list[tuple[str, Any]]:
+    """Entries nested by their dotted paths, in order (consecutive paths share containers)."""
+    root: list[tuple[str, Any]] = []
+    for path, lines in entries:
+        level = root
+        *containers, leaf = path.split(".")
+        for key in containers:
+            if not level or level[-1][0] != key or isinstance(level[-1][1][0], str):
+                level.append((key, []))
+            level = level[-1][1]
+        level.append((leaf, lines))
+    return root
+
+
+def _model_body(entries: list[Entry]) -> tuple[list[str], list[str], bool]:
+    """Constructor and forward lines for the top-level modules, and whether OrderedDict is
+    needed."""
+    init: list[str] = []
+    forward: list[str] = []
+    named = False
+    for key, child in _tree(entries):
+        body = child if isinstance(child[0], str) else _container(child)
+        named = named or any("OrderedDict" in line for line in body)
+        init += [f"self.{key} = {body[0]}", *body[1:]]
+        forward.append(f"x = self.{key}(x)")
+    return init, forward, named
 
 
 def _init_weights(graph: nx.DiGraph, layout: Layout) -> list[str]:
@@ -389,6 +422,9 @@ def emit_torch(graph: nx.DiGraph, layout: Layout) -> str:
     model_name = model_class_name(graph, layout)
     c, h, w = gg["input_shape"]
     helpers, math_names = _helpers(layout)
+    entries = [*_top_entries(layout.stem, 1), *_stage_entries(layout),
+               *_top_entries(layout.head, 0)]
+    body, forward, ordered = _model_body(entries)
     header = [
         f'"""{gg["name"]}: a residual network generated by resnet-compiler {gg["compiler_version"]}.',
         "",
@@ -398,17 +434,15 @@ def emit_torch(graph: nx.DiGraph, layout: Layout) -> str:
         "Regenerate rather than edit: resnet-compile SPEC --emit torch -o FILE",
         '"""',
         "",
-        *([f"from math import {', '.join(math_names)}", ""] if math_names else []),
+        *(["from collections import OrderedDict"] if ordered else []),
+        *([f"from math import {', '.join(math_names)}"] if math_names else []),
+        *([""] if ordered or math_names else []),
         "import torch",
         "from torch import nn",
     ]
     parts = ["\n".join(header), *(h.strip("\n") for h in helpers)]
     parts += [_block_class(t) for t in layout.classes.values()]
-    init = ["super().__init__()"]
-    forward: list[str] = []
-    for lines in (_top_level(layout.stem, 1), _stages(layout), _top_level(layout.head, 0)):
-        init += lines[0]
-        forward += lines[1]
+    init = ["super().__init__()", *body]
     init.append("self._init_weights()")
     forward.append("return x")
     model = [

@@ -57,7 +57,7 @@ ONNX_SINGLE: dict[str, tuple[str, int]] = {
 
 class Act(OpModel):
     """An elementwise activation. `fn` picks it (default relu); `slope` is leaky_relu's negative
-    slope (default 0.01) and `alpha` elu's saturation value (default 1.0). gelu is the exact
+    slope (default 0.01), `alpha` scales elu's negative side (default 1.0). gelu is the exact
     (erf) form, gelu_tanh the tanh approximation."""
 
     op: Literal["act"]

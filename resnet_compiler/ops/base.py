@@ -40,14 +40,26 @@ def _expression(value: str) -> str:
         raise ValueError(str(e)) from None
 
 
-def _op_name(value: str) -> str:
-    """A module name, or `group.index` to gather consecutive stem/head ops into nn.Sequential
-    (as timm names ResNet-D's deep stem `conv1.0` ... `conv1.6`)."""
-    group, dot, index = value.partition(".")
-    check_identifier(group)
-    if dot and not (index.isdigit() and len(index) <= 4 and str(int(index)) == index):
-        raise ValueError(f"{value!r}: a dotted op name is a group name and an index, like 'conv1.0'")
+def check_module_path(value: str) -> str:
+    """A module name, or a dotted path whose parts are names or indices (`conv1.0`, `stem.conv`,
+    `stages.0.blocks`): consecutive modules under one path become an nn.Sequential, as timm and
+    torchvision nest them."""
+    first, *rest = value.split(".")
+    check_identifier(first)
+    for part in rest:
+        if part.isdigit():
+            if len(part) > 4 or str(int(part)) != part:
+                raise ValueError(f"{value!r}: an index in a module path is a plain number like 0")
+        else:
+            try:
+                check_identifier(part)
+            except ValueError:
+                raise ValueError(f"{value!r}: each part of a dotted module path is a name or an"
+                                 " index, like 'conv1.0' or 'stem.conv'") from None
     return value
+
+
+_op_name = check_module_path
 
 
 ExprText = Annotated[str, AfterValidator(_expression)]

@@ -198,6 +198,15 @@ def _operand(source: str) -> str:
     return f"({source})"
 
 
+def _shape_constant(b: Any, name: str, dims: list[int]) -> str:
+    """A Reshape target as a Constant node rather than an initializer: shape inference needs
+    its values, and `verify` drops initializer data before inferring shapes."""
+    from onnx import numpy_helper  # only at export: the op table does not need onnx to load
+
+    value = numpy_helper.from_array(np.array(dims, dtype=np.int64), name)
+    return b.add("Constant", name, [], name, value=value)
+
+
 class GroupNormOp(OpDef):
     kind = "gn"
     model = GroupNorm
@@ -265,14 +274,14 @@ class GroupNormOp(OpDef):
         batch dimension is copied (0 in the shape), so a dynamic batch works."""
         c, h, w = attrs["shape"]
         g = attrs["groups"]
-        grouped = b.const(f"{node}.grouped_shape", np.array([0, g, -1]), "<i8")
+        grouped = _shape_constant(b, f"{node}.grouped_shape", [0, g, -1])
         y = b.add("Reshape", f"{node}.group", [inputs[0], grouped], f"{node}.group",
                   shape=(g, c // g * h * w))
         ones = b.const(f"{node}.unit_scale", np.ones(g))
         zeros = b.const(f"{node}.zero_shift", np.zeros(g))
         y = b.add("InstanceNormalization", f"{node}.normalize", [y, ones, zeros],
                   f"{node}.normalize", shape=(g, c // g * h * w), epsilon=float(attrs["eps"]))
-        back = b.const(f"{node}.shape", np.array([0, c, h, w]), "<i8")
+        back = _shape_constant(b, f"{node}.shape", [0, c, h, w])
         if not attrs["affine"]:
             return b.add("Reshape", node, [y, back], node)
         y = b.add("Reshape", f"{node}.ungroup", [y, back], f"{node}.ungroup", shape=(c, h, w))
