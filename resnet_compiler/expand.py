@@ -257,7 +257,7 @@ class _Expander:
     def block_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
                        origin: Origin) -> BlockTemplate:
         """The class for a block kind with a shortcut and layer choices, built once per compile."""
-        layer_key = _freeze(layers)
+        layer_key = (_freeze(layers), self.spec.defaults.drop_path_rate == 0)
         key = (kind, shortcut, layer_key)
         if key in self.templates:
             return self.templates[key]
@@ -302,6 +302,8 @@ class _Expander:
         # what the layer choices fix for the whole class folds away (no `aa` switch in a class
         # that has no anti-aliasing layer)
         known: dict[str, Value] = {"aa": "anti_alias" in layers}
+        if self.spec.defaults.drop_path_rate == 0:
+            known["drop_path_rate"] = 0.0
         block_vars = []
         for var, text in block.vars.items():
             e = Expr.parse(text).partial(known)
@@ -592,7 +594,7 @@ class _Expander:
         return g, self.layout
 
 
-LAYER_SETTINGS = {"norm": "bn", "act": "relu", "conv": "conv", "aa": "anti_alias"}
+LAYER_SETTINGS = {"norm": "bn", "act": "relu", "conv": "conv", "aa": "anti_alias", "attn": "se"}
 # What the short names of anti-aliasing layers stand for (timm's aa_layer='avg' / 'blur').
 AA_LAYERS = {"avg": {"op": "avgpool", "kernel": "stride", "stride": "stride"},
              "blur": {"op": "blurpool", "stride": "stride"}}
@@ -632,6 +634,8 @@ def _specialise(t: OpTemplate, known: Mapping[str, Value]) -> OpTemplate | None:
         when = None
     exprs = {k: e.partial(known) for k, e in t.exprs.items()}
     sources = {k: (exprs[k].source if k in exprs else v) for k, v in t.sources.items()}
+    if REGISTRY[t.kind].identity_condition(sources) == "True":
+        return None  # a no-op in every instance of the class
     return OpTemplate(t.name, t.kind, sources, exprs, when)
 
 

@@ -13,9 +13,9 @@ from .load import Document, format_path
 from .messages import did_you_mean
 
 STAGE_KEYS = ("block", "depth", "channels", "stride", "name", "shortcut", "dilation", "norm",
-              "act", "aa")
+              "act", "aa", "attn")
 DEFAULTS_KEYS = ("conv_bias", "zero_init_last_bn", "shortcut", "norm", "act", "conv", "aa",
-                 "drop_path_rate")
+                 "attn", "drop_path_rate")
 
 Path = tuple[str | int, ...]
 

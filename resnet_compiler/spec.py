@@ -121,6 +121,7 @@ class Stage(BaseModel):
     norm: LayerChoice | None = Field(None, description="This stage's norm (see defaults.norm).")
     act: LayerChoice | None = Field(None, description="This stage's activation.")
     aa: LayerChoice | None = Field(None, description="This stage's anti-aliasing layer.")
+    attn: LayerChoice | None = Field(None, description="This stage's attention (see defaults.attn).")
 
 
 class Defaults(BaseModel):
@@ -137,6 +138,8 @@ class Defaults(BaseModel):
     conv: LayerChoice | None = Field(None, description="Replaces every conv op, e.g. std_conv.")
     aa: LayerChoice | None = Field(None, description="Anti-aliasing in strided blocks: avg (timm's"
                                    " resnetaa), blur (resnetblur), or an op mapping.")
+    attn: LayerChoice | None = Field(None, description="Replaces every se op: eca, or an op mapping"
+                                     " like {op: se, ratio: 0.25} (timm's attn_layer).")
     drop_path_rate: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
         0.0, description="Stochastic depth: block i of n drops its branch with rate * i / (n - 1).")
 
