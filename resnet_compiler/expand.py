@@ -556,12 +556,11 @@ class _Expander:
         fc = prefix + head.fc
         features = self.shape_of(x)[0]
         if head.classifier == "conv":
-            attrs = {"in_channels": features, "out_channels": self.spec.num_classes, "kernel": 1,
-                     "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
-            code = {"channels": "num_classes", "kernel": 1, "stride": 1, "padding": 0,
-                    "dilation": 1, "groups": 1, "bias": True}
+            attrs = {"channels": self.spec.num_classes, "kernel": 1, "stride": 1, "padding": 0,
+                     "dilation": 1, "groups": 1, "bias": True}
+            code = {**attrs, "channels": "num_classes"}
             x = self.head_node(fc, "conv", attrs, x, ("head", "fc"), out, code)
-            x = self.head_node(prefix + "flatten", *flatten[1:], x, out)
+            x = self.head_node(prefix + "flatten", "flatten", {}, x, ("head",), out)
         else:
             attrs = {"in_features": features, "out_features": self.spec.num_classes, "bias": True}
             x = self.head_node(fc, "linear", attrs, x, ("head", "fc"), out,

@@ -75,15 +75,16 @@ class _WindowPool(OpDef):
         return attrs["kernel"] == 1 and attrs["stride"] == 1 and attrs["padding"] == 0
 
     def identity_condition(self, src: Mapping[str, Any]) -> str | None:
-        parts = dict.fromkeys(f"{text(src[k])} == {v}" for k, v in
-                              (("kernel", 1), ("stride", 1), ("padding", 0))
-                              if text(src[k]) != str(v))
-        # a constant part that is false means the op never vanishes
-        for part in parts:
-            left = part.split(" == ")[0]
-            if left.lstrip("-").isdigit():
+        parts = []
+        for key, value in (("kernel", 1), ("stride", 1), ("padding", 0)):
+            source = text(src[key])
+            if source == str(value):
+                continue
+            if source.lstrip("-").isdigit():  # a constant that is not the no-op value
                 return None
-        return " and ".join(parts) or "True"
+            operand = source if source.isidentifier() else f"({source})"
+            parts.append(f"{operand} == {value}")
+        return " and ".join(dict.fromkeys(parts)) or "True"
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         (x,) = inputs
