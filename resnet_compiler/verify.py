@@ -137,7 +137,8 @@ def _onnx_shapes(path: Path, graph: Any, fold_bn: bool, batch: int | None) -> tu
     model = onnx.load(str(path))
     del model.graph.value_info[:]
     for t in model.graph.initializer:  # inference needs the dims only, not the weights
-        t.ClearField("raw_data")
+        if t.data_type == onnx.TensorProto.FLOAT:  # (int64 shapes and pads it reads)
+            t.ClearField("raw_data")
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     dims: dict[str, list[Any]] = {}
     for vi in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):

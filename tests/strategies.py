@@ -21,6 +21,9 @@ USER_SHORTCUT = "pool_proj"
 BLOCKS = (*BUILTIN_BLOCKS, USER_BLOCK)
 SHORTCUTS = ("conv_bn", "conv", "avgpool_conv_bn", "conv_only", USER_SHORTCUT)
 STEMS = ("imagenet", "small", "deep", "none")
+NORMS = ("bn", "frozen_bn", {"op": "gn", "groups": 1}, {"op": "gn", "channels_per_group": 1})
+ACT_FNS = ("relu", "relu6", "leaky_relu", "elu", "silu", "gelu", "gelu_tanh", "hardswish",
+           "hardsigmoid", "sigmoid", "tanh", "mish")
 
 # A user block in the spec language: a `k`x`k` conv widened by `mid`, a grouped 1x1 back to
 # `channels`, optional SE, and the spec's own shortcut (max pool does the striding).
@@ -135,7 +138,31 @@ def valid_specs(draw: st.DrawFn, max_side: int = 300, max_stages: int = 4) -> di
         defaults["se"] = True  # a block param set for every stage
     if draw(st.integers(0, 4)) == 0:
         defaults["shortcut"] = draw(st.sampled_from(SHORTCUTS))
+    # layer choices: every norm, activation, conv and attention the op table has
+    if draw(st.integers(0, 3)) == 0:
+        defaults["norm"] = draw(st.sampled_from(NORMS))
+    if draw(st.integers(0, 3)) == 0:
+        defaults["act"] = draw(st.sampled_from(ACT_FNS))
+    if draw(st.integers(0, 5)) == 0:
+        defaults["conv"] = "std_conv"
+    if draw(st.integers(0, 4)) == 0:
+        defaults["attn"] = draw(st.sampled_from(["eca", {"op": "se", "ratio": 0.5},
+                                                 {"op": "se", "act": "silu", "gate": "hard_sigmoid"}]))
+        defaults["se"] = True
+    if draw(st.integers(0, 4)) == 0:
+        defaults["drop_path_rate"] = 0.2
+    if draw(st.integers(0, 5)) == 0:
+        defaults["aa"] = "avg"
 
+    h, w = spec["input"]["height"], spec["input"]["width"]
+    if min(h, w) >= 4 and draw(st.integers(0, 4)) == 0:  # reflect padding needs room
+        spec["stem"] = [{"op": "blurpool", "name": "blur", "stride": draw(st.sampled_from([1, 2]))},
+                        *spec["stem"]]
+    if draw(st.integers(0, 5)) == 0:
+        spec["stem"] = [{"op": "pad", "name": "pad", "padding": draw(st.sampled_from([1, [0, 1, 2, 0]]))},
+                        *spec["stem"]]
+    if draw(st.integers(0, 4)) == 0:
+        spec["output_stride"] = draw(st.sampled_from([8, 16]))
     stages = []
     preact = False
     uses_user = False
@@ -151,6 +178,8 @@ def valid_specs(draw: st.DrawFn, max_side: int = 300, max_stages: int = 4) -> di
             stage["shortcut"] = draw(st.sampled_from(SHORTCUTS))
         if draw(st.integers(0, 5)) == 0:
             stage["name"] = f"stage_{si}"
+        if draw(st.integers(0, 6)) == 0:
+            stage["dilation"] = draw(st.sampled_from([1, 2]))
         stage.update(draw(block_params(block, channels)))
         stages.append(stage)
         preact = block.startswith("preact")

@@ -57,9 +57,10 @@ def test_add_knows_branch_and_shortcut(resnet50: rc.CompiledNetwork) -> None:
 
 def test_preactivation_projection_reads_the_normalised_input() -> None:
     g = rc.compile(ROOT / "spec" / "resnetv2_50.yaml").graph
-    assert list(g.predecessors("layer2.0.downsample.0")) == ["layer2.0.act1"]
-    roles = {g.edges[u, "layer2.1.add"]["role"]: u for u in g.predecessors("layer2.1.add")}
-    assert roles["shortcut"] == "layer2.0.add"
+    stage = "stages.1.blocks"
+    assert list(g.predecessors(f"{stage}.0.downsample.conv")) == [f"{stage}.0.act1"]
+    roles = {g.edges[u, f"{stage}.1.add"]["role"]: u for u in g.predecessors(f"{stage}.1.add")}
+    assert roles["shortcut"] == f"{stage}.0.add"
 
 
 def test_spec_hash_is_of_the_normalised_spec(tmp_path) -> None:

@@ -30,7 +30,7 @@ PINS = {
     "spec/resnet34.yaml": ('f12fa13f74f7fb30', 'c457e67670f49b3d'),
     "spec/resnet50.yaml": ('a778089265f4a68b', 'd0aaebee75a4d924'),
     "spec/resnet50d.yaml": ('aaab43982e5fc985', '680cdb0a19dbafb7'),
-    "spec/resnetv2_50.yaml": ('b72b8f13b5843190', '9daca082e4b85149'),
+    "spec/resnetv2_50.yaml": ('89f3b9f2cc96deb6', 'f8877265eb5ebfed'),
     "spec/resnext101_32x8d.yaml": ('e334b5a0c7405e02', 'b8a4c4d5292aeb09'),
     "spec/resnext50_32x4d.yaml": ('12c8f0587d693d49', '4fc57ffb110acdfc'),
     "spec/seresnet50.yaml": ('c21c85a3a2e1f732', '5bfe4b076ec1181e'),

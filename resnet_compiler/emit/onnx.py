@@ -21,6 +21,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..errors import UsageError
+from ..ops import REGISTRY
 from .onnx_builder import INPUT_NAME, OUTPUT_NAME, OnnxBuilder, folded_norms, ordered_inputs
 
 DEFAULT_OPSET = 21
@@ -47,7 +48,7 @@ def value_names(graph: nx.DiGraph, fold_bn: bool = True) -> dict[str, str]:
     for node, data in graph.nodes(data=True):
         if data["op"] == "input":
             names[node] = INPUT_NAME
-        elif data["op"] == "dropout":
+        elif REGISTRY[data["op"]].onnx_passthrough:
             names[node] = names[ordered_inputs(graph, node)[0]]
         else:
             names[node] = OUTPUT_NAME if node == out else node

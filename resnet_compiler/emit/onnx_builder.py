@@ -70,8 +70,8 @@ class OnnxBuilder:
 
     def const(self, name: str, array: np.ndarray, dtype: str = "<f4") -> str:
         """A constant input that is not a state_dict entry (a shape, an axis list, a fixed
-        filter); int64 arrays for shapes and axes."""
-        data = np.ascontiguousarray(array, dtype=dtype)
+        filter); int64 arrays for shapes and axes. A 0-d array stays a scalar."""
+        data = np.array(array, dtype=dtype, order="C")
         t = self.proto.initializer.add()
         t.name = name
         t.data_type = TensorProto.INT64 if data.dtype == np.int64 else TensorProto.FLOAT

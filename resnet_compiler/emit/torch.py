@@ -279,7 +279,10 @@ def _describe(t: BlockTemplate) -> str:
 
 _FAMILY_SPELLING = (("seresnext", "SEResNeXt"), ("seresnet", "SEResNet"), ("resnext", "ResNeXt"),
                     ("resnetv2", "ResNetV2"), ("resnet", "ResNet"), ("wide_resnet", "WideResNet"))
-HELPER_NAMES = frozenset({"SqueezeExcite", "make_divisible", "nn", "torch", "math", "I", "O"})
+HELPER_NAMES = frozenset({
+    "nn", "torch", "math", "OrderedDict", "I", "O", "make_divisible",
+    *(m.group(1) for op in REGISTRY.values() for helper in op.torch_helpers
+      for m in re.finditer(r"^class (\w+)", helper, re.M))})
 
 
 def _class_name(name: str, taken: set[str]) -> str:
@@ -414,9 +417,11 @@ def _helpers(layout: Layout) -> tuple[list[str], list[str]]:
     exprs += [e for t in layout.classes.values() for e in (t.out_channels, *(v for _, v in t.vars))]
     functions = {f for e in exprs for f in e.functions}
     helpers = [MAKE_DIVISIBLE_SOURCE] if "make_divisible" in functions else []
-    for kind in REGISTRY:
+    sources = [op.sources for op in ops] + [top.sources for top in (*layout.stem, *layout.head)]
+    for kind, opdef in REGISTRY.items():
         if kind in kinds:
-            helpers += [h for h in REGISTRY[kind].torch_helpers if h not in helpers]
+            uses = [src for k, src in zip(kinds, sources, strict=True) if k == kind]
+            helpers += [h for h in opdef.torch_helpers_for(uses) if h not in helpers]
     return helpers, sorted(functions & MATH_FUNCTIONS)
 
 

@@ -13,7 +13,7 @@ from .conv import ConvOp, StdConvOp
 from .norm import BatchNormOp, FrozenBatchNormOp, GroupNormOp
 from .pool import AvgPoolOp, BlurPoolOp, GlobalPoolOp, MaxPoolOp
 from .regularization import DropPathOp
-from .structural import AddOp, DropoutOp, FlattenOp, InputOp, LinearOp
+from .structural import AddOp, DropoutOp, FlattenOp, InputOp, LinearOp, PadOp
 
 REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
     ConvOp(), BatchNormOp(), ReLUOp(), MaxPoolOp(), AvgPoolOp(), SqueezeExciteOp(),
@@ -21,6 +21,7 @@ REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
     ActOp(),
     GroupNormOp(), FrozenBatchNormOp(), StdConvOp(),
     EcaOp(), BlurPoolOp(), DropPathOp(),
+    PadOp(),
 )}
 # Ops a spec may write (the others are placed by the compiler: input, add, head pooling, ...).
 SPEC_OPS: dict[str, OpDef] = {k: op for k, op in REGISTRY.items() if op.model is not None}

@@ -186,13 +186,11 @@ class SqueezeExciteOp(OpDef):
         return out
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
-        options = self._option_args(src)
-        if options:
-            # the emitter takes helpers per op kind (`torch_helpers`), so it would print the
-            # class without these arguments; `torch_helpers_for` has the class that takes them
-            raise NotImplementedError(
-                "se: act, gate and bias need the PyTorch emitter to take helpers per network"
-                " (SqueezeExciteOp.torch_helpers_for); until then use them through ONNX only")
+        call = self._width_call(src, in_channels)
+        options = self._option_args(src)  # the class that takes them comes from torch_helpers_for
+        return f"{call[:-1]}, {', '.join(options)})" if options else call
+
+    def _width_call(self, src: Mapping[str, Any], in_channels: str) -> str:
         if "channels" in src:
             return f"SqueezeExcite({in_channels}, {text(src['channels'])})"
         if "ratio" in src:

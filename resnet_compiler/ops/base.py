@@ -165,6 +165,7 @@ class OpDef:
     torch_helpers: ClassVar[tuple[str, ...]] = ()  # helper classes the generated code needs
     torch_init: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = ()  # (module type, lines)
     inplace_ok: ClassVar[bool] = False  # the torch module takes `inplace=True`
+    onnx_passthrough: ClassVar[bool] = False  # at inference the op is its input (no ONNX node)
 
     # -- spec side --------------------------------------------------------------------------------
     def sources(self, op: OpModel, ctx: Context) -> dict[str, Any]:
@@ -222,6 +223,11 @@ class OpDef:
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str | None:
         """The constructor expression, with sizes as source text; None for ops without a module."""
         raise NotImplementedError
+
+    def torch_helpers_for(self, sources: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+        """The helpers for this op's uses in one network (their sources); most ops need the
+        same ones whatever their attributes."""
+        return self.torch_helpers
 
     def torch_call(self, module: str, inputs: Sequence[str]) -> str:
         """The forward expression applying the op to its inputs."""

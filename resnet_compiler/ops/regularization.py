@@ -59,6 +59,7 @@ class DropPath(nn.Module):
 
 class DropPathOp(OpDef):
     kind = "drop_path"
+    onnx_passthrough = True
     model = DropPath
     reals = {"rate": RATE_RANGE}
     role = "regularization"

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..messages import format_shape
-from .base import Attrs, InitOptions, OpDef, Shape, ShapeError, uniform_fan_in
+from .base import (
+    Attrs,
+    InitOptions,
+    NonNegativeInt,
+    OpDef,
+    OpModel,
+    Shape,
+    ShapeError,
+    uniform_fan_in,
+)
 
 
 class InputOp(OpDef):
@@ -72,6 +82,7 @@ class DropoutOp(OpDef):
     """Dropout before the classifier: active in training, the identity at inference."""
 
     kind = "dropout"
+    onnx_passthrough = True
 
     def acts(self, attrs: Attrs, out: Shape) -> int:
         return 0  # nothing at inference
@@ -112,3 +123,48 @@ class LinearOp(OpDef):
         ins = [inputs[0], b.init(f"{node}.weight", b.weight(f"{node}.weight")),
                b.init(f"{node}.bias", b.weight(f"{node}.bias"))]
         return b.add("Gemm", node, ins, node, transB=1)
+
+
+class Pad(OpModel):
+    """Constant padding of the feature map (timm's BiT stem pads with zeros before its max pool):
+    `padding` on every side, or `[left, right, top, bottom]`."""
+
+    op: Literal["pad"]
+    padding: NonNegativeInt | Annotated[list[NonNegativeInt], Field(min_length=4, max_length=4)]
+    value: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+
+
+class PadOp(OpDef):
+    kind = "pad"
+    model = Pad
+
+    def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
+        p = values["padding"]
+        return {"padding": tuple(p) if isinstance(p, list) else (p, p, p, p),
+                "value": values["value"]}
+
+    def is_identity(self, attrs: Attrs) -> bool:
+        return not any(attrs["padding"])
+
+    def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
+        (x,) = inputs
+        if len(x) != 3:
+            raise ShapeError(f"pad needs a feature map, got {format_shape(x)}")
+        left, right, top, bottom = attrs["padding"]
+        return (x[0], x[1] + top + bottom, x[2] + left + right)
+
+    def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
+        p = src["padding"]
+        sides = repr(tuple(p)) if isinstance(p, (list, tuple)) else str(p)
+        return f"nn.ConstantPad2d({sides}, {src['value']!r})"
+
+    def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
+        left, right, top, bottom = attrs["padding"]
+        pads = b.const(f"{node}.pads", np.array([0, 0, top, left, 0, 0, bottom, right]), "<i8")
+        fill = np.float32(attrs["value"])
+        if fill == 0 and any(b.g.nodes[n]["op"] == "maxpool" for n in b.g.successors(node)):
+            # onnxruntime's PadFusion folds a zero Pad into a following MaxPool, whose own padding
+            # means -inf: the smallest positive float keeps the two apart and changes no result
+            fill = np.nextafter(np.float32(0), np.float32(1))
+        value = b.const(f"{node}.value", np.array(fill, dtype=np.float32))
+        return b.add("Pad", node, [inputs[0], pads, value], node, mode="constant")
