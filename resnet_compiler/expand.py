@@ -92,6 +92,9 @@ class _Expander:
         self.expansions: dict[tuple[Any, ...], tuple[list[_Node], str]] = {}
         self.top_names: set[str] = {"input"}
         self.top_layers = self.layer_choices(None, ())
+        # no dilation anywhere: classes need no dilation arguments
+        self.dilated = spec.output_stride is not None or any(
+            (st.dilation or 1) > 1 for st in spec.stages)
         self.open_group: str | None = None
         self.children: dict[str, list[str]] = {}
         self._stem_out = "input"
@@ -257,7 +260,7 @@ class _Expander:
     def block_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
                        origin: Origin) -> BlockTemplate:
         """The class for a block kind with a shortcut and layer choices, built once per compile."""
-        layer_key = (_freeze(layers), self.spec.defaults.drop_path_rate == 0)
+        layer_key = (_freeze(layers), self.spec.defaults.drop_path_rate == 0, self.dilated)
         key = (kind, shortcut, layer_key)
         if key in self.templates:
             return self.templates[key]
@@ -304,6 +307,8 @@ class _Expander:
         known: dict[str, Value] = {"aa": "anti_alias" in layers}
         if self.spec.defaults.drop_path_rate == 0:
             known["drop_path_rate"] = 0.0
+        if not self.dilated:
+            known.update(dilation=1, first_dilation=1)
         block_vars = []
         for var, text in block.vars.items():
             e = Expr.parse(text).partial(known)

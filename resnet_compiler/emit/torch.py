@@ -97,6 +97,9 @@ def _wrap(line: str) -> list[str]:
     if body.startswith(("if ", "elif ")) and body.endswith(":"):  # a long condition
         keyword, _, condition = body[:-1].partition(" ")
         return [f"{indent}{keyword} (", *_break_words(condition, indent + INDENT), f"{indent}):"]
+    if body.endswith(",") and _top_level_if(body):  # a conditional element inside brackets
+        first, *rest = _break_words(body, indent + INDENT)
+        return [indent + first.strip(), *rest]
     target, eq, value = body.partition(" = ")
     if "(" not in line or (eq and _top_level_if(value)):  # a bare value or a conditional
         if eq:

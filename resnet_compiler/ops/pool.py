@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import StrictBool
+from pydantic import Field, StrictBool
 
 from ..messages import format_shape
 from .base import (
@@ -45,6 +45,8 @@ class AvgPool(OpModel):
     padding: Offset = 0
     ceil_mode: StrictBool = False
     count_include_pad: StrictBool = True
+    pad_end: Offset = Field(0, description="Zeros added after the last row and column before"
+                            " pooling, counted in the average (timm's AvgPool2dSame pads so).")
 
 
 class BlurPool(OpModel):
@@ -116,7 +118,26 @@ class MaxPoolOp(_WindowPool):
 class AvgPoolOp(_WindowPool):
     kind = "avgpool"
     model = AvgPool
-    attr_names = ("kernel", "stride", "padding", "ceil_mode", "count_include_pad")
+    sizes = {"kernel": 1, "stride": 1, "padding": 0, "pad_end": 0}
+    attr_names = ("kernel", "stride", "padding", "ceil_mode", "count_include_pad", "pad_end")
+
+    def is_identity(self, attrs: Attrs) -> bool:
+        return super().is_identity(attrs) and attrs["pad_end"] == 0
+
+    def identity_condition(self, src: Mapping[str, Any]) -> str | None:
+        condition = super().identity_condition(src)
+        end = text(src["pad_end"])
+        if condition is None or end == "0":
+            return condition
+        if end.isdigit():
+            return None
+        part = f"{end if end.isidentifier() else f'({end})'} == 0"
+        return part if condition == "True" else f"{condition} and {part}"
+
+    def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
+        c, h, w = inputs[0]
+        e = attrs["pad_end"]
+        return window_shape(attrs, (c, h + e, w + e), c, pool=True)
 
     def sources(self, op: Any, ctx: Context) -> dict[str, Any]:
         out = OpDef.sources(self, op, ctx)
@@ -131,10 +152,18 @@ class AvgPoolOp(_WindowPool):
             args.append("ceil_mode=True")
         if not src["count_include_pad"]:
             args.append("count_include_pad=False")
-        return f"nn.AvgPool2d({', '.join(args)})"
+        pool = f"nn.AvgPool2d({', '.join(args)})"
+        end = text(src["pad_end"])
+        return pool if end == "0" else f"nn.Sequential(nn.ZeroPad2d((0, {end}, 0, {end})), {pool})"
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
-        return b.add("AveragePool", node, list(inputs), node,
+        x, e = inputs[0], attrs["pad_end"]
+        if e:
+            c, h, w = b.g.nodes[next(iter(b.g.predecessors(node)))]["shape"]
+            pads = b.const(f"{node}.pads", np.array([0, 0, 0, 0, 0, 0, e, e]), "<i8")
+            x = b.add("Pad", f"{node}.pad", [x, pads], f"{node}.pad", shape=(c, h + e, w + e),
+                      mode="constant")
+        return b.add("AveragePool", node, [x], node,
                      count_include_pad=int(attrs["count_include_pad"]), **self._onnx_attrs(attrs))
 
 
