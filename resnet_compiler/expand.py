@@ -91,6 +91,7 @@ class _Expander:
         self.templates: dict[tuple[str, str], BlockTemplate] = {}
         self.expansions: dict[tuple[Any, ...], tuple[list[_Node], str]] = {}
         self.top_names: set[str] = {"input"}
+        self.choice_origin: dict[Any, Origin] = {}
         self.top_layers = self.layer_choices(None, ())
         # no dilation anywhere: classes need no dilation arguments
         self.dilated = spec.output_stride is not None or any(
@@ -118,8 +119,10 @@ class _Expander:
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].replace("Input should be", "must be").removeprefix("Value error, ")
+            where = self.choice_origin.get((op.op, _freeze(choice)), where)
             raise self.error(where, f"the {choice['op']} that replaces {op.op}: "
-                             f"{loc + ': ' if loc else ''}{err['msg']}") from None
+                             f"{loc + ': ' if loc else ''}{msg}") from None
 
     def op_template(self, op: Any, name: str) -> OpTemplate:
         opdef = REGISTRY[op.op]
@@ -482,6 +485,7 @@ class _Expander:
                 choice, where = getattr(self.spec.defaults, setting), ("defaults", setting)
             if choice is not None:
                 out[kind] = _layer_mapping(setting, choice, lambda msg, w=where: self.error(w, msg))
+                self.choice_origin[(kind, _freeze(out[kind]))] = where
         return out
 
     def stage_geometry(self) -> list[tuple[int, int, int]]:
