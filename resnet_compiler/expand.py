@@ -111,8 +111,11 @@ class _Expander:
         if choice is None:
             return None if op.op == "anti_alias" else op
         model = SPEC_OPS[choice["op"]].model
+        # the replaced op's own settings carry over to another kind (a conv's sizes to std_conv);
+        # a choice of the same kind (se -> {op: se, ratio: 0.25}) is the whole op
+        keep = ("name", "when") if choice["op"] == op.op else tuple(model.model_fields)
         data = {k: getattr(op, k) for k in op.model_fields_set
-                if k != "op" and k in model.model_fields and k not in choice}
+                if k != "op" and k in keep and k not in choice}
         data.update(choice)
         try:
             return model.model_validate(data)
