@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from .base import Attrs, Context, OpDef, OpModel
+
+if TYPE_CHECKING:
+    pass
 
 
 class ReLU(OpModel):
@@ -153,6 +155,7 @@ class ActOp(OpDef):
     def _gelu(b: Any, node: str, x: str, shape: tuple[int, ...] | None, approximate: bool) -> str:
         """The Gelu node from opset 20; before it, torch's own formula:
         0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+        import numpy as np
         if b.opset >= 20:
             return b.add("Gelu", node, [x], node, approximate="tanh" if approximate else "none")
 

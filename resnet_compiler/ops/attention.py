@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field, StrictBool, ValidationInfo, field_validator
 
 from ..expr import MAKE_DIVISIBLE_SOURCE, make_divisible
@@ -26,6 +25,9 @@ from .base import (
     text,
     uniform_fan_in,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Gate = Literal["sigmoid", "hard_sigmoid"]
@@ -349,6 +351,7 @@ class EcaOp(OpDef):
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         """Pool, reshape to (N, 1, C), 1-D Conv, Sigmoid, reshape to (N, C, 1, 1), Mul; the
         batch stays -1 in both shapes, so it is dynamic."""
+        import numpy as np
         c, k = attrs["channels"], attrs["kernel"]
         p = (k - 1) // 2
         x = inputs[0]

@@ -13,12 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union
 
-import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from ..expr import Expr, ExprError
 from ..messages import format_shape
 from ..names import check_identifier
+
+if TYPE_CHECKING:
+    import numpy as np
 
 if TYPE_CHECKING:
     from ..emit.onnx_builder import OnnxBuilder
@@ -132,12 +134,14 @@ def fold_constants(text: str) -> str:
 
 def kaiming_fan_out(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     """nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu")."""
+    import numpy as np
     std = math.sqrt(2.0 / (shape[0] * math.prod(shape[2:])))
     return (rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float32)
 
 
 def uniform_fan_in(rng: np.random.Generator, shape: Shape, fan_in: int) -> np.ndarray:
     """PyTorch's default bias (and Linear) initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    import numpy as np
     bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
     return rng.uniform(-bound, bound, shape).astype(np.float32)
 

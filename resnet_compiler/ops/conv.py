@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field, StrictBool
 
 from ..expr import Expr
@@ -27,6 +26,9 @@ from .base import (
     uniform_fan_in,
     window_shape,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Conv(OpModel):
@@ -183,6 +185,7 @@ class StdConvOp(ConvOp):
     def onnx_weight(self, b: Any, node: str, attrs: Attrs) -> np.ndarray:
         """The standardised filters, computed in float64 at export: ONNX then sees a plain Conv
         (and a following norm still folds into it)."""
+        import numpy as np
         w = super().onnx_weight(b, node, attrs)
         flat = w.reshape(w.shape[0], -1).astype(np.float64)
         mean = flat.mean(axis=1, keepdims=True)

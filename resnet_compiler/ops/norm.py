@@ -5,9 +5,8 @@ FrozenBatchNorm (torchvision's fixed-statistics BN, folded the same way) and Gro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field, StrictBool, ValidationInfo, field_validator
 
 from .base import (
@@ -22,6 +21,9 @@ from .base import (
     expect_channels,
     text,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Eps = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
@@ -68,6 +70,7 @@ BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 def _affine_values(c: Shape, rng: np.random.Generator, options: InitOptions) -> dict[str, np.ndarray]:
     """A norm's scale and shift: non-trivial when `realistic_norm` (so comparisons exercise
     them), else ones (zeros for a zero-initialised branch end) and zeros."""
+    import numpy as np
     if options.realistic_norm:
         return {"weight": rng.uniform(0.3, 0.7, c).astype(np.float32),
                 "bias": rng.normal(0.0, 0.1, c).astype(np.float32)}
@@ -77,6 +80,7 @@ def _affine_values(c: Shape, rng: np.random.Generator, options: InitOptions) -> 
 
 def _bn_values(c: Shape, rng: np.random.Generator, options: InitOptions) -> dict[str, np.ndarray]:
     """Scale, shift and running statistics of a batch norm (the draw order is BN's own)."""
+    import numpy as np
     out = _affine_values(c, rng, options)
     if options.realistic_norm:
         out["running_mean"] = rng.normal(0.0, 0.1, c).astype(np.float32)
@@ -109,6 +113,7 @@ class BatchNormOp(OpDef):
 
     def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
              options: InitOptions) -> dict[str, np.ndarray]:
+        import numpy as np
         out = _bn_values(tensors["weight"], rng, options)
         out["num_batches_tracked"] = np.array(0, dtype=np.int64)
         return out
@@ -128,6 +133,7 @@ class BatchNormOp(OpDef):
     def fold_into_conv(self, b: Any, node: str, attrs: Attrs, weight: np.ndarray,
                        bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta, computed in float64."""
+        import numpy as np
         gamma, beta, mean, var = (b.weight(f"{node}.{t}").astype(np.float64) for t in BN_TENSORS)
         scale = gamma / np.sqrt(var + float(attrs["eps"]))
         w = np.multiply(weight, scale[:, None, None, None], dtype=np.float64)
@@ -201,6 +207,7 @@ def _operand(source: str) -> str:
 def _shape_constant(b: Any, name: str, dims: list[int]) -> str:
     """A Reshape target as a Constant node rather than an initializer: shape inference needs
     its values, and `verify` drops initializer data before inferring shapes."""
+    import numpy as np
     from onnx import numpy_helper  # only at export: the op table does not need onnx to load
 
     value = numpy_helper.from_array(np.array(dims, dtype=np.int64), name)
@@ -272,6 +279,7 @@ class GroupNormOp(OpDef):
         'instance'), reshape back, per-channel Mul and Add: ops unchanged from opset 13 to 22
         (GroupNormalization arrived in 18 with per-group scale and was redefined in 21). The
         batch dimension is copied (0 in the shape), so a dynamic batch works."""
+        import numpy as np
         c, h, w = attrs["shape"]
         g = attrs["groups"]
         grouped = _shape_constant(b, f"{node}.grouped_shape", [0, g, -1])

@@ -4,9 +4,8 @@ pooling."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import Field, StrictBool
 
 from ..messages import format_shape
@@ -24,6 +23,9 @@ from .base import (
     text,
     window_shape,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class MaxPool(OpModel):
@@ -157,6 +159,7 @@ class AvgPoolOp(_WindowPool):
         return pool if end == "0" else f"nn.Sequential(nn.ZeroPad2d((0, {end}, 0, {end})), {pool})"
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
+        import numpy as np
         x, e = inputs[0], attrs["pad_end"]
         if e:
             c, h, w = b.g.nodes[next(iter(b.g.predecessors(node)))]["shape"]
@@ -209,6 +212,7 @@ class BlurPool2d(nn.Module):
 def binomial_filter(size: int) -> np.ndarray:
     """The normalised 2-D binomial filter: outer product of row `size - 1` of Pascal's
     triangle with itself, divided so that it sums to 1 (timm's BlurPool2d filter)."""
+    import numpy as np
     row = np.array([1.0])
     for _ in range(size - 1):
         row = np.convolve(row, [1.0, 1.0])
@@ -248,6 +252,7 @@ class BlurPoolOp(OpDef):
 
     def macs(self, attrs: Attrs, inputs: Sequence[Shape], out: Shape) -> int:
         """A depthwise convolution (with a fixed filter)."""
+        import numpy as np
         return int(np.prod(out)) * attrs["size"] ** 2
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
@@ -260,6 +265,7 @@ class BlurPoolOp(OpDef):
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         """Pad (reflect), then a depthwise Conv with the fixed filter as a constant."""
+        import numpy as np
         c, k, s = attrs["channels"], attrs["size"], attrs["stride"]
         p = blur_padding(k, s)
         x = inputs[0]

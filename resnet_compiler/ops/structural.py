@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field
 
 from ..messages import format_shape
@@ -21,6 +20,9 @@ from .base import (
     ShapeError,
     uniform_fan_in,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class InputOp(OpDef):
@@ -159,6 +161,7 @@ class PadOp(OpDef):
         return f"nn.ConstantPad2d({sides}, {src['value']!r})"
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
+        import numpy as np
         left, right, top, bottom = attrs["padding"]
         pads = b.const(f"{node}.pads", np.array([0, 0, top, left, 0, 0, bottom, right]), "<i8")
         fill = np.float32(attrs["value"])
