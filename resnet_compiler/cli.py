@@ -34,6 +34,8 @@ def compile_parser() -> argparse.ArgumentParser:
                                      "weights_only=True), or .safetensors) for onnx / --verify")
     p.add_argument("--opset", type=positive_int, help="ONNX opset, 13 to 22 (default: 21, which "
                                                     "onnxruntime 1.20 and later run)")
+    p.add_argument("--dynamic-hw", action="store_true",
+                   help="ONNX input of any height and width (the graph keeps the spec's shapes)")
     p.add_argument("--no-fold-bn", action="store_true",
                    help="keep BatchNormalization nodes instead of folding them into convs")
     p.add_argument("--batch", type=positive_int,
@@ -72,6 +74,8 @@ def _run_compile(argv: Sequence[str]) -> int:
     if args.output:
         from .outputs import check_output_path
         check_output_path(args.output)
+    if args.dynamic_hw and args.emit != "onnx":
+        raise UsageError("resnet-compile: --dynamic-hw is for --emit onnx")
     if args.weights and not (args.emit == "onnx" or args.verify):
         raise UsageError("resnet-compile: --weights is used by --emit onnx and --verify")
 
@@ -100,7 +104,7 @@ def _run_compile(argv: Sequence[str]) -> int:
         _emit_text_or_file(net.to_dot(), args.output)
     elif args.emit == "onnx":
         net.to_onnx(args.output, weights=args.weights, opset=args.opset,
-                    fold_bn=not args.no_fold_bn, batch=args.batch)
+                    fold_bn=not args.no_fold_bn, batch=args.batch, dynamic_hw=args.dynamic_hw)
         _wrote(args.output)
     if args.verify:
         from .verify import verify

@@ -82,11 +82,12 @@ class CompiledNetwork:
         return getattr(module, model_class_name(self.graph, self.layout))(**kwargs)
 
     def to_onnx(self, path: str | os.PathLike[str], weights: Any = None, opset: int | None = None,
-                fold_bn: bool = True, batch: int | None = None) -> None:
+                fold_bn: bool = True, batch: int | None = None, dynamic_hw: bool = False) -> None:
         """Write the ONNX model (atomically). `weights`: a state_dict, or a checkpoint path;
-        None gives a seeded initialisation."""
+        None gives a seeded initialisation. `dynamic_hw`: any input height and width."""
         from .emit.onnx import write_onnx
-        write_onnx(self.graph, path, weights=weights, opset=opset, fold_bn=fold_bn, batch=batch)
+        write_onnx(self.graph, path, weights=weights, opset=opset, fold_bn=fold_bn, batch=batch,
+                   dynamic_hw=dynamic_hw)
 
     def to_graph_json(self) -> str:
         from .emit.graph import to_json

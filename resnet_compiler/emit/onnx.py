@@ -58,7 +58,7 @@ def value_names(graph: nx.DiGraph, fold_bn: bool = True) -> dict[str, str]:
 
 
 def _skeleton(graph: nx.DiGraph, weights: Any, opset: int | None, fold_bn: bool,
-              batch: int | None) -> tuple[onnx.ModelProto, list[np.ndarray]]:
+              batch: int | None, dynamic_hw: bool = False) -> tuple[onnx.ModelProto, list[np.ndarray]]:
     """The model with initializers that carry name, type and dims but no data, and the data
     (little-endian float32 arrays) in initializer order."""
     from ..weights import as_numpy_state_dict, check_state_dict, init_weights
@@ -68,14 +68,15 @@ def _skeleton(graph: nx.DiGraph, weights: Any, opset: int | None, fold_bn: bool,
         raise UsageError(f"batch {batch}: must be at least 1")
     sd = init_weights(graph) if weights is None else as_numpy_state_dict(weights)
     check_state_dict(graph, sd)
-    b = OnnxBuilder(graph, sd, fold_bn, batch, opset)
+    b = OnnxBuilder(graph, sd, fold_bn, batch, opset, dynamic_hw)
     gg = graph.graph
     for node in graph.nodes:  # insertion order is topological and deterministic
         b.emit(node)
     if b.value[gg["output"]] != OUTPUT_NAME:
         raise ValueError(f"the output node {gg['output']} does not produce a value of its own")
+    c, h, w = gg["input_shape"]
     inp = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
-                                        [b.batch, *gg["input_shape"]])
+                                        [b.batch, c, *(("height", "width") if dynamic_hw else (h, w))])
     out = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT,
                                         [b.batch, *graph.nodes[gg["output"]]["shape"]])
     model, g = b.model, b.proto
@@ -136,25 +137,27 @@ def _serialize(model: onnx.ModelProto, arrays: list[np.ndarray]) -> list[bytes |
 
 
 def build_model(graph: nx.DiGraph, weights: Any = None, opset: int | None = None,
-                fold_bn: bool = True, batch: int | None = None) -> onnx.ModelProto:
+                fold_bn: bool = True, batch: int | None = None,
+                dynamic_hw: bool = False) -> onnx.ModelProto:
     """The ONNX ModelProto for `graph`; `weights` as for `emit_onnx`."""
-    model, arrays = _skeleton(graph, weights, opset, fold_bn, batch)
+    model, arrays = _skeleton(graph, weights, opset, fold_bn, batch, dynamic_hw)
     for tensor, data in zip(model.graph.initializer, arrays, strict=True):
         tensor.raw_data = data.tobytes()
     return model
 
 
 def emit_onnx(graph: nx.DiGraph, weights: Any = None, opset: int | None = None,
-              fold_bn: bool = True, batch: int | None = None) -> bytes:
+              fold_bn: bool = True, batch: int | None = None, dynamic_hw: bool = False) -> bytes:
     """The serialized ONNX model. `weights`: a state_dict (numpy arrays or torch tensors) or a
     checkpoint path; None gives the seeded initialisation of `weights.init_weights`."""
-    return b"".join(_serialize(*_skeleton(graph, weights, opset, fold_bn, batch)))
+    return b"".join(_serialize(*_skeleton(graph, weights, opset, fold_bn, batch, dynamic_hw)))
 
 
 def write_onnx(graph: nx.DiGraph, path: str | os.PathLike[str], weights: Any = None,
-               opset: int | None = None, fold_bn: bool = True, batch: int | None = None) -> None:
+               opset: int | None = None, fold_bn: bool = True, batch: int | None = None,
+               dynamic_hw: bool = False) -> None:
     """Write the ONNX model atomically (nothing is written if anything fails)."""
     from ..outputs import check_output_path, write_atomic
 
     check_output_path(path)
-    write_atomic(path, emit_onnx(graph, weights, opset, fold_bn, batch))
+    write_atomic(path, emit_onnx(graph, weights, opset, fold_bn, batch, dynamic_hw))

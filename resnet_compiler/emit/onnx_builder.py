@@ -42,8 +42,9 @@ class OnnxBuilder:
     input_name = INPUT_NAME
 
     def __init__(self, graph: nx.DiGraph, weights: Mapping[str, np.ndarray], fold_bn: bool,
-                 batch: int | None, opset: int):
+                 batch: int | None, opset: int, dynamic_hw: bool = False):
         self.g = graph
+        self.dynamic_hw = dynamic_hw  # height and width symbolic: feature-map sizes left unnamed
         self.opset = opset  # ops lower to what this opset has
         self.w = weights
         self.batch: int | str = batch if batch is not None else "batch"
@@ -90,8 +91,11 @@ class OnnxBuilder:
         if shape is None and out_node in self.g:
             shape = self.g.nodes[out_node]["shape"]
         if shape is not None and output != OUTPUT_NAME:
+            dims: list[Any] = [self.batch, *shape]
+            if self.dynamic_hw and len(shape) == 3:
+                dims[2:] = [None, None]
             self.proto.value_info.append(helper.make_tensor_value_info(
-                output, TensorProto.FLOAT, [self.batch, *shape]))
+                output, TensorProto.FLOAT, dims))
         return output
 
     def fold_following_norm(self, conv: str, weight: np.ndarray, bias: np.ndarray | None
