@@ -27,9 +27,5 @@ REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
 SPEC_OPS: dict[str, OpDef] = {k: op for k, op in REGISTRY.items() if op.model is not None}
 
 
-def op_def(kind: str) -> OpDef:
-    return REGISTRY[kind]
-
-
 __all__ = ["REGISTRY", "SPEC_OPS", "Context", "InitOptions", "OpDef", "OpModel", "Shape",
-           "ShapeError", "op_def"]
+           "ShapeError"]

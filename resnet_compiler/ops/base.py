@@ -61,11 +61,9 @@ def check_module_path(value: str) -> str:
     return value
 
 
-_op_name = check_module_path
-
 
 ExprText = Annotated[str, AfterValidator(_expression)]
-OpName = Annotated[str, AfterValidator(_op_name)]
+OpName = Annotated[str, AfterValidator(check_module_path)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 Size = Union[PositiveInt, ExprText]  # noqa: UP007  (pydantic needs the Union spelling here)

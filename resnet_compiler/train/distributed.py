@@ -20,7 +20,6 @@ from ..errors import UsageError
 if TYPE_CHECKING:  # torch is imported where it is used
     import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -55,11 +54,9 @@ def choose_device(name: str, local_rank: int = 0) -> str:
     UsageError for an unknown choice, or for 'cuda' where torch sees no CUDA device.
     """
     import torch
-    if name not in DEVICE_CHOICES:
-        raise UsageError(f"unknown device {name!r}: choose one of {', '.join(DEVICE_CHOICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("a CUDA device was asked for, but none is available")
-    if name == "cpu" or not torch.cuda.is_available():
+
+    from ..devices import torch_device
+    if torch_device(name) == "cpu":
         return "cpu"
     return f"cuda:{local_rank % torch.cuda.device_count()}"
 
