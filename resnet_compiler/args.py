@@ -45,3 +45,14 @@ def nonnegative_float(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
     return value
+
+
+def sizes_list(text: str) -> list[tuple[int, int]]:
+    """'64x64,96x128' -> [(64, 64), (96, 128)]: input heights and widths."""
+    out = []
+    for part in text.split(","):
+        h, x, w = part.strip().partition("x")
+        if not (x and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a size like 64x96")
+        out.append((int(h), int(w)))
+    return out

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from .args import Parser, positive_int
+from .args import Parser, positive_int, sizes_list
 from .errors import SpecError, UsageError, VerificationError
 
 EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary")
@@ -43,6 +43,8 @@ def compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="run the PyTorch module and the ONNX model on the same inputs and "
                         "compare (exit 1 on mismatch)")
+    p.add_argument("--sizes", type=sizes_list, help="with --verify: also compare at these input"
+                   " sizes through one ONNX file of any height and width, e.g. 64x64,96x128")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="torch device for --verify (default: cpu)")
     p.add_argument("--max-params", type=positive_int, default=None,
@@ -74,6 +76,8 @@ def _run_compile(argv: Sequence[str]) -> int:
     if args.output:
         from .outputs import check_output_path
         check_output_path(args.output)
+    if args.sizes and not args.verify:
+        raise UsageError("resnet-compile: --sizes goes with --verify")
     if args.dynamic_hw and args.emit != "onnx":
         raise UsageError("resnet-compile: --dynamic-hw is for --emit onnx")
     if args.weights and not (args.emit == "onnx" or args.verify):
@@ -111,7 +115,14 @@ def _run_compile(argv: Sequence[str]) -> int:
         report = verify(net, weights=args.weights, batch=args.batch or 2, device=args.device,
                         opset=args.opset, fold_bn=not args.no_fold_bn)
         print(report.format())
-        if not report.ok:
+        checks = []
+        if args.sizes:
+            from .verify import verify_sizes
+            checks = verify_sizes(net, args.sizes, weights=args.weights, batch=args.batch or 2,
+                                  opset=args.opset, fold_bn=not args.no_fold_bn)
+            print("  any height and width (--dynamic-hw), torch cpu vs onnxruntime cpu:")
+            print("\n".join(c.format() for c in checks))
+        if not report.ok or not all(c.ok for c in checks):
             raise VerificationError("torch and onnxruntime disagree beyond the tolerance")
     return 0
 

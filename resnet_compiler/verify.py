@@ -216,3 +216,53 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
     report.scale = max(1.0, float(np.abs(want).max()))
     report.argmax_agree = int((want.argmax(1) == got.argmax(1)).sum())
     return report
+
+
+@dataclass
+class SizeCheck:
+    """torch against onnxruntime at one input size, through one dynamic-size ONNX file."""
+
+    height: int
+    width: int
+    max_abs: float
+    scale: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_abs)) and self.max_abs <= RTOL * self.scale
+
+    def format(self) -> str:
+        return (f"  {self.height}x{self.width}: max abs err {self.max_abs:.2e}, rel err"
+                f" {self.max_abs / self.scale:.2e}{'' if self.ok else '  <- exceeds tolerance'}")
+
+
+def verify_sizes(net: CompiledNetwork, sizes: list[tuple[int, int]], weights: Any = None,
+                 batch: int = 2, opset: int | None = None,
+                 fold_bn: bool = True) -> list[SizeCheck]:
+    """Write the network once with symbolic height and width, then compare torch (CPU, fp32,
+    eval) and onnxruntime at each size, with the tolerance of `verify`."""
+    import torch
+
+    from .infer import open_session
+    from .weights import as_numpy_state_dict, check_state_dict, init_weights
+
+    sd = init_weights(net.graph, realistic_bn=True) if weights is None \
+        else as_numpy_state_dict(weights)
+    check_state_dict(net.graph, sd)
+    module = _torch_module(net, sd, "cpu")
+    out = []
+    with tempfile.TemporaryDirectory(prefix="resnet-verify-") as tmp:
+        path = Path(tmp) / f"{net.name}.onnx"
+        net.to_onnx(path, weights=sd, opset=opset, fold_bn=fold_bn, dynamic_hw=True)
+        session = open_session(path, "cpu")
+        c = net.input_shape[0]
+        for h, w in sizes:
+            x = np.random.default_rng(h * 7919 + w).standard_normal((batch, c, h, w),
+                                                                   dtype=np.float32)
+            with torch.inference_mode():
+                want = module(torch.from_numpy(x)).numpy()
+            got = session.run(None, {session.get_inputs()[0].name: x})[0]
+            diff = np.abs(want.astype(np.float64) - got.astype(np.float64))
+            out.append(SizeCheck(h, w, float(diff.max()) if np.isfinite(diff).all()
+                                 else float("inf"), max(1.0, float(np.abs(want).max()))))
+    return out

@@ -21,7 +21,9 @@ FAMILIES = {  # basic, bottleneck, pre-activation, ResNet-D, SE, and the grown l
     "pre-activation": "spec/resnetv2_50.yaml",
     "resnet-d": "spec/resnet50d.yaml",
     "se": "spec/seresnet50.yaml",
-    "gn, eca, blur": "spec/zoo/resnetblur50.yaml",
+    "blur pool": "spec/zoo/resnetblur50.yaml",
+    "group norm, std conv, pad": "spec/zoo/resnetv2_50x1_bit.yaml",
+    "eca, resnet-d": "spec/zoo/ecaresnet50d.yaml",
 }
 SIZES = [(64, 64), (96, 128), (160, 112)]
 
@@ -55,3 +57,14 @@ def test_cli_flag_and_its_misuse(tmp_path: Path) -> None:
     assert y.shape == (1, 10)
     r = run_cli(ROOT / "spec" / "resnet20_cifar.yaml", "--emit", "torch", "--dynamic-hw")
     assert r.returncode == 2 and "--dynamic-hw is for --emit onnx" in r.stderr
+
+
+def test_verify_checks_each_size(tmp_path: Path) -> None:
+    r = run_cli(ROOT / "spec" / "zoo" / "resnet50_gn.yaml", "--verify", "--sizes", "64x64,96x128")
+    assert r.returncode == 0, r.stderr
+    assert "verify resnet50_gn: ok" in r.stdout
+    assert "  64x64: max abs err" in r.stdout and "  96x128: max abs err" in r.stdout
+    r = run_cli(ROOT / "spec" / "resnet18.yaml", "--check", "--sizes", "64x64")
+    assert r.returncode == 2 and "--sizes goes with --verify" in r.stderr
+    r = run_cli(ROOT / "spec" / "resnet18.yaml", "--verify", "--sizes", "64xx")
+    assert r.returncode == 2 and "is not a size like" in r.stderr

@@ -92,8 +92,8 @@ class OnnxBuilder:
             shape = self.g.nodes[out_node]["shape"]
         if shape is not None and output != OUTPUT_NAME:
             dims: list[Any] = [self.batch, *shape]
-            if self.dynamic_hw and len(shape) == 3:
-                dims[2:] = [None, None]
+            if self.dynamic_hw and len(shape) >= 2:  # the spatial sizes, or a grouping of them
+                dims[2:] = [None] * (len(shape) - 1)
             self.proto.value_info.append(helper.make_tensor_value_info(
                 output, TensorProto.FLOAT, dims))
         return output

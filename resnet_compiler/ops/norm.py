@@ -289,7 +289,10 @@ class GroupNormOp(OpDef):
         zeros = b.const(f"{node}.zero_shift", np.zeros(g))
         y = b.add("InstanceNormalization", f"{node}.normalize", [y, ones, zeros],
                   f"{node}.normalize", shape=(g, c // g * h * w), epsilon=float(attrs["eps"]))
-        back = _shape_constant(b, f"{node}.shape", [0, c, h, w])
+        if b.dynamic_hw:  # back to the input's own shape, whatever its height and width
+            back = b.add("Shape", f"{node}.input_shape", [inputs[0]], f"{node}.input_shape")
+        else:  # a constant keeps every shape inferable
+            back = _shape_constant(b, f"{node}.shape", [0, c, h, w])
         if not attrs["affine"]:
             return b.add("Reshape", node, [y, back], node)
         y = b.add("Reshape", f"{node}.ungroup", [y, back], f"{node}.ungroup", shape=(c, h, w))
