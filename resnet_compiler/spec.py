@@ -24,23 +24,16 @@ from pydantic import (
 )
 
 from .errors import Problem, SpecError
-from .expr import FUNCTIONS, Expr, ExprError
+from .expr import FUNCTIONS
 from .load import Document, format_path
 from .messages import did_you_mean
 from .names import MAX_NAME_LENGTH, RESERVED_NAMES, check_class_name, check_identifier, check_variable
 from .ops import SPEC_OPS, OpModel
-from .ops.base import check_module_path
+from .ops.base import ExprText, PositiveInt, Size, check_module_path
 
 __all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Defaults", "Head", "Input", "Library", "Op",
            "Spec", "Stage", "json_schema", "validate"]
 
-
-
-def _expression(value: str) -> str:
-    try:
-        return Expr.parse(value).source
-    except ExprError as e:
-        raise ValueError(str(e)) from None
 
 
 def _variable(value: str) -> str:
@@ -53,9 +46,6 @@ def _variable(value: str) -> str:
 Identifier = Annotated[str, AfterValidator(check_identifier)]
 ModulePath = Annotated[str, AfterValidator(check_module_path)]
 Variable = Annotated[str, AfterValidator(_variable)]
-ExprText = Annotated[str, AfterValidator(_expression)]
-PositiveInt = Annotated[StrictInt, Field(gt=0)]
-Size = Union[PositiveInt, ExprText]  # noqa: UP007  (pydantic needs the Union spelling here)
 ParamValue = Union[StrictBool, StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]]  # noqa: UP007
 
 
