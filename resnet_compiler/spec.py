@@ -21,6 +21,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    model_validator,
 )
 
 from .errors import Problem, SpecError
@@ -72,9 +73,29 @@ LayerChoice = Union[Identifier, dict[Identifier, Any]]  # noqa: UP007
 
 
 class Input(_Model):
+    """The image the network takes, and how a picture becomes that image: scale to [0, 1],
+    resize to height x width (`resize`), then `(x - mean) / std` per channel when given."""
+
     channels: PositiveInt
     height: PositiveInt
     width: PositiveInt
+    mean: list[Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]] | None = Field(
+        None, description="Per-channel mean subtracted after scaling to [0, 1].")
+    std: list[Annotated[StrictFloat | StrictInt, Field(gt=0, allow_inf_nan=False)]] | None = Field(
+        None, description="Per-channel divisor applied after the mean.")
+    resize: Literal["bilinear", "nearest", "bicubic"] = Field(
+        "bilinear", description="How images of another size are resized to height x width.")
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> Input:
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if values is not None and len(values) != self.channels:
+                raise ValueError(f"{key} has {len(values)} values; the input has "
+                                 f"{self.channels} channel{'s' if self.channels != 1 else ''}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        return self
 
 
 class Block(_Model):
@@ -267,7 +288,7 @@ def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
         msg = msg.replace("Input should be", "must be")
     elif kind == "value_error":
         msg = msg.removeprefix("Value error, ")
-        if repr(value) in msg:  # the validator's message already quotes the value
+        if repr(value) in msg or isinstance(value, dict):  # the message names what is wrong
             return msg
     elif kind == "string_pattern_mismatch":
         msg = "must start with a letter and use only letters, digits, '_', '.' and '-'"
