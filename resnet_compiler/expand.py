@@ -18,11 +18,12 @@ import networkx as nx
 from pydantic import ValidationError
 
 from . import __version__
+from .block_graph import BLOCK_INPUT, RESERVED, RESIDUAL, parse_ref, wire
 from .blocks import builtin_library
 from .errors import SpecError
 from .expr import Expr, ExprError, Value
 from .load import Document
-from .messages import did_you_mean, format_bytes
+from .messages import did_you_mean, format_bytes, format_shape
 from .ops import REGISTRY, SPEC_OPS, Context, OpDef, ShapeError
 from .templates import BlockInstance, BlockTemplate, Layout, OpTemplate, StageLayout, TopOp
 
@@ -50,13 +51,16 @@ class ParamLimitError(SpecError):
     """The network has more parameters than the caller allows."""
 
 
+Port = tuple[str, int | None]  # a node relative to the block ("" is its input), and a part
+
+
 @dataclass(frozen=True)
 class _Node:
     """A node of a block's expansion, relative to the block's prefix."""
 
     name: str
     data: dict[str, Any]
-    inputs: tuple[str, ...]  # relative names; "" is the block's input
+    inputs: tuple[Port, ...]
     roles: tuple[str, ...]
 
 
@@ -159,16 +163,22 @@ class _Expander:
         return values
 
     def make_node(self, t: OpTemplate, values: Mapping[str, Any], shapes: list[tuple[int, ...]],
-                  label: str, origin: Origin) -> dict[str, Any] | None:
-        """Node data for an op on inputs of `shapes`, or None when the op is a no-op."""
+                  label: str, origin: Origin, refs: list[str] | None = None
+                  ) -> dict[str, Any] | None:
+        """Node data for an op on inputs of `shapes` (read from values `refs`, named in errors),
+        or None when the op is a no-op."""
         opdef = REGISTRY[t.kind]
-        attrs = opdef.resolve(values, shapes)
-        if opdef.is_identity(attrs):
-            return None
         try:
+            attrs = opdef.resolve(values, shapes)
+            if opdef.is_identity(attrs):
+                return None
             shape = opdef.shape(attrs, shapes)
         except ShapeError as e:
-            raise self.error(origin, f"{label}: {e}") from None
+            reads = ""
+            if refs and len(refs) > 1:
+                reads = " (inputs: " + ", ".join(
+                    f"{r} {format_shape(s)}" for r, s in zip(refs, shapes, strict=True)) + ")"
+            raise self.error(origin, f"{label}: {e}{reads}") from None
         return _annotate(opdef, {"op": t.kind, **attrs}, shapes, shape)
 
     def add(self, node_id: str, data: dict[str, Any], inputs: Iterable[str],
@@ -291,23 +301,16 @@ class _Expander:
 
     def new_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
                      shared: tuple[Any, ...] | None, origin: Origin) -> BlockTemplate:
-        sections = {"branch": block.branch, "post": block.post,
-                    "shortcut": self.shortcuts[shortcut]}
-        for section, ops in sections.items():
-            for i, op in enumerate(ops):
-                where = ("blocks", kind, section, i) if section != "shortcut" else (
-                    "shortcuts", shortcut, i)
-                if section != "shortcut" and op.name and "." in op.name:
-                    raise self.error((*where, "name"), f"{op.name!r}: dotted names group stem "
-                                     "and head ops; inside a block use plain names")
-        scope = self.names_for([*block.branch, *block.post], {"downsample", "add"})
+        for i, op in enumerate(self.shortcuts[shortcut]):
+            if op.input is not None:
+                raise self.error(("shortcuts", shortcut, i, "input"), "a shortcut is a chain of"
+                                 " ops; 'input' is for ops inside a block's branch")
+        scope = self.names_for([*block.branch, *block.post], set(RESERVED))
         for nm in scope:
             if scope.count(nm) > 1:
                 raise self.error(("blocks", kind), f"op name {nm!r} is used twice in the block")
-        branch_names = scope[: len(block.branch)]
-        if block.projection_from and block.projection_from not in branch_names:
-            raise self.error(("blocks", kind, "projection_from"),
-                             f"no branch op named {block.projection_from!r}")
+        wiring = wire(kind, (("branch", block.branch), ("post", block.post)), scope, block.output,
+                      block.projection_from, lambda where, msg: self.error(where, msg))
         # what the layer choices fix for the whole class folds away (no `aa` switch in a class
         # that has no anti-aliasing layer)
         known: dict[str, Value] = {"aa": "anti_alias" in layers}
@@ -323,21 +326,36 @@ class _Expander:
             else:
                 block_vars.append((var, e))
 
-        def templates(ops: list[Any], names: list[str]) -> tuple[OpTemplate, ...]:
+        # an op that no instance has (an unfilled slot, a `when` always false) is its input
+        alias: dict[str, str] = {}
+
+        def resolve(ref: str) -> str:
+            base, part = parse_ref(ref)
+            target = alias.get(base, base)
+            return target if part is None else f"{target}[{part}]"
+
+        def templates(ops: list[Any], names: list[str], inputs: tuple[tuple[str, ...], ...]
+                      ) -> tuple[OpTemplate, ...]:
             out = []
-            for op, nm in zip(ops, names, strict=True):
+            for op, nm, refs in zip(ops, names, inputs, strict=True):
+                refs = tuple(resolve(r) for r in refs)
                 concrete = self.substitute(op, layers, origin)
+                t = None
                 if concrete is not None:
                     t = _specialise(self.op_template(concrete, nm), known)
-                    if t is not None:
-                        out.append(t)
+                if t is None:
+                    alias[nm] = refs[0]
+                else:
+                    out.append(replace(t, inputs=refs))
             return tuple(out)
 
-        branch = templates(block.branch, branch_names)
-        post = templates(block.post, scope[len(block.branch):])
+        n_branch = len(block.branch)
+        branch = templates(block.branch, scope[:n_branch], wiring.inputs[:n_branch])
+        post = templates(block.post, scope[n_branch:], wiring.inputs[n_branch:])
         shortcut_ops = self.shortcuts[shortcut]
         projection = templates(shortcut_ops, [f"downsample.{op.name or i}"
-                                              for i, op in enumerate(shortcut_ops)])
+                                              for i, op in enumerate(shortcut_ops)],
+                               tuple((BLOCK_INPUT,) for _ in shortcut_ops))  # a chain
         norms = [t.name for t in branch if REGISTRY[t.kind].role == "norm" and t.when is None
                  and t.sources.get("affine", True)]  # a norm without weight cannot start at zero
         name = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
@@ -345,7 +363,9 @@ class _Expander:
             class_name=name, kind=kind, shortcut=shortcut, params=dict(block.params),
             vars=tuple(block_vars),
             out_channels=Expr.parse(str(block.out_channels)).partial(known), branch=branch,
-            projection=projection, post=post, projection_from=block.projection_from,
+            projection=projection, post=post,
+            projection_from=resolve(block.projection_from) if block.projection_from else None,
+            output=resolve(wiring.output),
             last_norm=norms[-1] if norms else None, shared_key=shared,
             position=tuple(n for n in POSITION_DEFAULTS if n in _template_names(
                 block, self.shortcuts[shortcut])))
@@ -378,37 +398,62 @@ class _Expander:
         env = self.block_env(t, in_shape[0], channels, stride, params, position, origin)
         nodes: list[_Node] = []
         shapes: dict[str, tuple[int, ...]] = {"": in_shape}
+        attrs: dict[str, dict[str, Any]] = {}
+        where: dict[str, Port] = {BLOCK_INPUT: ("", None)}
 
-        def chain(ops: tuple[OpTemplate, ...], x: str, saved: dict[str, str]) -> str:
+        def port(ref: str) -> Port:
+            base, part = parse_ref(ref)
+            node, _ = where[base]
+            return (node, part) if part is not None else where[base]
+
+        def shape(p: Port) -> tuple[int, ...]:
+            node, part = p
+            if part is None:
+                return shapes[node]
+            if part >= len(attrs[node]["sizes"]):
+                raise self.error(origin, f"{block_id}: {node}[{part}]: the split has only"
+                                 f" {len(attrs[node]['sizes'])} parts")
+            return REGISTRY["split"].part_shape(attrs[node], shapes[node], part)
+
+        def run(ops: tuple[OpTemplate, ...], start: Port, chain: bool = False) -> Port:
+            """Expand `ops`; a chain (the projection) starts at `start`, the branch and post
+            read the values they name. Returns the last value."""
+            last = start
             for op in ops:
+                ports = [last] if chain else [port(r) for r in op.inputs]
                 if op.when is not None and not self.condition(op, env, block_id, origin):
+                    where[op.name] = last = ports[0]
                     continue
                 label = f"{block_id}.{op.name}"
 
                 def fail(key: str, msg: str, label: str = label) -> SpecError:
                     return self.error(origin, f"{label}.{key}: {msg}")
                 values = self.evaluate(op, env, fail)
-                data = self.make_node(op, values, [shapes[x]], label, origin)
-                if data is not None:
-                    nodes.append(_Node(op.name, data, (x,), ("input",)))
-                    shapes[op.name] = data["shape"]
-                    x = op.name
-                saved[op.name] = x
-            return x
+                data = self.make_node(op, values, [shape(p) for p in ports], label, origin,
+                                      None if chain else list(op.inputs))
+                if data is None:
+                    where[op.name] = last = ports[0]
+                    continue
+                nodes.append(_Node(op.name, data, tuple(ports), ("input",) * len(ports)))
+                shapes[op.name], attrs[op.name] = data["shape"], data
+                where[op.name] = last = (op.name, None)
+            return last
 
-        saved: dict[str, str] = {}
-        y = chain(t.branch, "", saved)
-        shortcut = ""
+        run(t.branch, ("", None))
+        y = port(t.output)
+        shortcut: Port = ("", None)
         if stride != 1 or in_shape[0] != env["out_channels"]:
-            start = saved[t.projection_from] if t.projection_from else ""
-            shortcut = chain(t.projection, start, {})
-        add = self.make_node(OpTemplate("add", "add", {}, {}), {}, [shapes[y], shapes[shortcut]],
+            start = port(t.projection_from) if t.projection_from else ("", None)
+            shortcut = run(t.projection, start, chain=True)
+        add = self.make_node(OpTemplate(RESIDUAL, "add", {}, {}), {}, [shape(y), shape(shortcut)],
                              f"{block_id}.add", origin)
         assert add is not None
-        nodes.append(_Node("add", add, (y, shortcut), ("branch", "shortcut")))
-        shapes["add"] = add["shape"]
-        out = chain(t.post, "add", {})
-        return nodes, out
+        nodes.append(_Node(RESIDUAL, add, (y, shortcut), ("branch", "shortcut")))
+        shapes[RESIDUAL] = add["shape"]
+        where[RESIDUAL] = (RESIDUAL, None)
+        out = run(t.post, (RESIDUAL, None))
+        assert out[1] is None
+        return nodes, out[0]
 
     def condition(self, op: OpTemplate, env: Mapping[str, Value], block_id: str,
                   origin: Origin) -> bool:
@@ -445,8 +490,19 @@ class _Expander:
             if node.name == zero_init:
                 data["zero_init"] = True
             self.nodes[node_id] = data
-            for index, (i, role) in enumerate(zip(node.inputs, node.roles, strict=True)):
-                edges.append((prefix + i if i else x, node_id, {"role": role, "index": index}))
+            seen: dict[str, dict[str, Any]] = {}
+            for index, ((i, part), role) in enumerate(zip(node.inputs, node.roles, strict=True)):
+                src = prefix + i if i else x
+                edge: dict[str, Any] = {"role": role, "index": index}
+                if part is not None:
+                    edge["part"] = part
+                if src in seen:  # one source read twice: the edge lists every use
+                    first = seen[src]
+                    first.setdefault("uses", [[first["index"], first.get("part")]])
+                    first["uses"].append([index, part])
+                    continue
+                seen[src] = edge
+                edges.append((src, node_id, edge))
         return prefix + out
 
     def stage_params(self, si: int, block: Any) -> dict[str, Value]:
@@ -664,10 +720,12 @@ def _template_names(block: Any, shortcut: list[Any]) -> set[str]:
     for e in block.vars.values():
         names |= Expr.parse(e).names
     for op in [*block.branch, *block.post, *shortcut]:
-        for key, value in op.model_dump(exclude={"op", "name"}, exclude_none=True).items():
-            if isinstance(value, str) and key != "fn":
+        for key, value in op.model_dump(exclude={"op", "name", "input"}, exclude_none=True).items():
+            for item in value if isinstance(value, list) else [value]:
+                if not isinstance(item, str) or key == "fn":
+                    continue
                 try:
-                    names |= Expr.parse(value).names
+                    names |= Expr.parse(item).names
                 except ExprError:
                     continue
     return names

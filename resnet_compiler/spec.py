@@ -99,7 +99,8 @@ class Input(_Model):
 
 
 class Block(_Model):
-    """A residual block template: branch, optional projection shortcut, add, then `post`."""
+    """A residual block template: branch, optional projection shortcut, add, then `post`. The
+    branch is a chain of ops, or a small graph when ops name the values they read (`input:`)."""
 
     class_name: Annotated[str, AfterValidator(check_class_name)] | None = Field(
         None, description="Class name in the generated code.")
@@ -110,9 +111,12 @@ class Block(_Model):
     out_channels: Size = "channels"
     branch: Annotated[list[Op], Field(min_length=1)]
     shortcut: Identifier = Field("conv_bn", description="Projection used when the shape changes.")
-    projection_from: Identifier | None = Field(
+    projection_from: ModulePath | None = Field(
         None, description="Branch op whose output feeds the projection (pre-activation nets).")
     post: list[Op] = Field(default_factory=list, description="Ops after the add.")
+    output: ModulePath | None = Field(
+        None, description="The branch value that meets the shortcut (the last branch op's when"
+        " left out).")
 
 
 class Stage(BaseModel):

@@ -17,19 +17,23 @@ from .expr import Expr, Value
 @dataclass(frozen=True)
 class OpTemplate:
     """One op of a block or the stem/head: its module name, kind and attribute sources (sizes as
-    expression text, flags and floats as values), the size expressions parsed, and its `when`."""
+    expression text, flags and floats as values), the size expressions parsed, its `when`, and,
+    in a block, the values it reads (`x` is the block's input, `spx[1]` part 1 of split `spx`)."""
 
     name: str
     kind: str
     sources: Mapping[str, Any]
     exprs: Mapping[str, Expr]
     when: Expr | None = None
+    inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class BlockTemplate:
-    """A residual block class: branch, projection shortcut (used when the shape changes), add,
-    then `post`. `params` are the constructor's keyword defaults."""
+    """A residual block class: branch (a small graph of named values, in an order where each
+    value is defined before it is read), projection shortcut (used when the shape changes), add,
+    then `post`. `params` are the constructor's keyword defaults; `output` is the branch value
+    that meets the shortcut."""
 
     class_name: str
     kind: str
@@ -41,6 +45,7 @@ class BlockTemplate:
     projection: tuple[OpTemplate, ...]
     post: tuple[OpTemplate, ...]
     projection_from: str | None = None
+    output: str = ""
     last_norm: str | None = None
     shared_key: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
     position: tuple[str, ...] = ()  # position values (block_index, dilation, ...) it reads

@@ -127,11 +127,11 @@ def test_dotted_stem_names_must_be_a_numbered_run(names: list[str], message: str
     assert message in str(e.value)
 
 
-def test_dotted_names_are_refused_inside_blocks() -> None:
+def test_numbered_module_groups_in_blocks_count_from_zero() -> None:
     spec = _stem_spec(["conv1", "bn1", "relu"])
-    spec["blocks"] = {"mine": {"branch": [{"op": "conv", "name": "a.0", "channels": "channels",
+    spec["blocks"] = {"mine": {"branch": [{"op": "conv", "name": "a.1", "channels": "channels",
                                            "kernel": 3}]}}
     spec["stages"] = [{"block": "mine", "depth": 1, "channels": 8}]
     with pytest.raises(SpecError) as e:
         rc.compile(spec)
-    assert "blocks.mine.branch[0].name: 'a.0': dotted names group stem and head ops" in str(e.value)
+    assert "block 'mine': the modules under 'a' must be numbered 0 to 0" in str(e.value)

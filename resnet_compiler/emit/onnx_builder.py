@@ -91,12 +91,15 @@ class OnnxBuilder:
         if shape is None and out_node in self.g:
             shape = self.g.nodes[out_node]["shape"]
         if shape is not None and output != OUTPUT_NAME:
-            dims: list[Any] = [self.batch, *shape]
-            if self.dynamic_hw and len(shape) >= 2:  # the spatial sizes, or a grouping of them
-                dims[2:] = [None] * (len(shape) - 1)
-            self.proto.value_info.append(helper.make_tensor_value_info(
-                output, TensorProto.FLOAT, dims))
+            self.value_info(output, shape)
         return output
+
+    def value_info(self, name: str, shape: tuple[int, ...]) -> None:
+        """Record a value's shape (batch first; spatial sizes unnamed in an any-size file)."""
+        dims: list[Any] = [self.batch, *shape]
+        if self.dynamic_hw and len(shape) >= 2:  # the spatial sizes, or a grouping of them
+            dims[2:] = [None] * (len(shape) - 1)
+        self.proto.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
 
     def fold_following_norm(self, conv: str, weight: np.ndarray, bias: np.ndarray | None
                             ) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -115,5 +118,7 @@ class OnnxBuilder:
             self.value[node] = self.value[self.aliases[node]]
             return
         data = self.g.nodes[node]
-        inputs = [self.value[p] for p in ordered_inputs(self.g, node)]
+        preds = self.g.pred[node]
+        inputs = [self.value[p] + (f"[{preds[p]['part']}]" if "part" in preds[p] else "")
+                  for p in ordered_inputs(self.g, node)]
         self.value[node] = REGISTRY[data["op"]].onnx(self, node, data, inputs)

@@ -10,10 +10,11 @@ from .act import ActOp, ReLUOp
 from .attention import EcaOp, SqueezeExciteOp
 from .base import Context, InitOptions, OpDef, OpModel, Shape, ShapeError
 from .conv import ConvOp, StdConvOp
+from .multipath import AddOp, ConcatOp, MulOp, ReduceOp, SoftmaxOp, SplitOp
 from .norm import BatchNormOp, FrozenBatchNormOp, GroupNormOp
 from .pool import AvgPoolOp, BlurPoolOp, GlobalPoolOp, MaxPoolOp
 from .regularization import DropPathOp
-from .structural import AddOp, DropoutOp, FlattenOp, InputOp, LinearOp, PadOp
+from .structural import DropoutOp, FlattenOp, InputOp, LinearOp, PadOp
 
 REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
     ConvOp(), BatchNormOp(), ReLUOp(), MaxPoolOp(), AvgPoolOp(), SqueezeExciteOp(),
@@ -22,6 +23,7 @@ REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
     GroupNormOp(), FrozenBatchNormOp(), StdConvOp(),
     EcaOp(), BlurPoolOp(), DropPathOp(),
     PadOp(),
+    SplitOp(), ConcatOp(), MulOp(), SoftmaxOp(), ReduceOp(),
 )}
 # Ops a spec may write (the others are placed by the compiler: input, add, head pooling, ...).
 SPEC_OPS: dict[str, OpDef] = {k: op for k, op in REGISTRY.items() if op.model is not None}

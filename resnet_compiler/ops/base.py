@@ -61,8 +61,18 @@ def check_module_path(value: str) -> str:
     return value
 
 
+def check_value_ref(value: str) -> str:
+    """A value in a block: an op's name, `x` (the block's input), or part i of a split,
+    `name[i]`."""
+    name, bracket, index = value.partition("[")
+    check_module_path(name)
+    if bracket and not (index.endswith("]") and index[:-1].isdigit() and len(index) <= 5):
+        raise ValueError(f"{value!r}: a part of a split is written name[index], like spx[0]")
+    return value
+
 
 ExprText = Annotated[str, AfterValidator(_expression)]
+ValueRef = Annotated[str, AfterValidator(check_value_ref)]
 OpName = Annotated[str, AfterValidator(check_module_path)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
@@ -76,7 +86,11 @@ class OpModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     name: OpName | None = Field(None, description="Module name in the generated code; in the stem"
                                 " and head, 'group.index' gathers consecutive ops into nn.Sequential.")
-    when: ExprText | None = Field(None, description="Include the op only if this is true.")
+    when: ExprText | None = Field(None, description="Include the op only if this is true"
+                                  " (when false, the op's value is its first input).")
+    input: ValueRef | Annotated[list[ValueRef], Field(min_length=1)] | None = Field(
+        None, description="In a block: the value(s) the op reads, by name (`x` is the block's"
+        " input, `spx[1]` part 1 of split `spx`); the previous op's value when left out.")
 
 
 @dataclass(frozen=True)
@@ -161,6 +175,7 @@ class OpDef:
     kind: ClassVar[str]
     model: ClassVar[type[OpModel] | None] = None  # None: made by the compiler, not written in specs
     sizes: ClassVar[Mapping[str, int]] = {}  # whole-number expression fields and their minimum
+    size_lists: ClassVar[Mapping[str, int]] = {}  # lists of whole-number expressions: minimum
     reals: ClassVar[Mapping[str, tuple[float, float]]] = {}  # number expression fields: [lo, hi)
     role: ClassVar[str] = ""  # "norm" (zero-init of a branch's last norm), "conv", "act", ...
     buffers: ClassVar[frozenset[str]] = frozenset()  # tensors that are not parameters
@@ -168,14 +183,19 @@ class OpDef:
     torch_init: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = ()  # (module type, lines)
     inplace_ok: ClassVar[bool] = False  # the torch module takes `inplace=True`
     onnx_passthrough: ClassVar[bool] = False  # at inference the op is its input (no ONNX node)
+    functional: ClassVar[bool] = False  # no module: a torch expression on named values
 
     # -- spec side --------------------------------------------------------------------------------
     def sources(self, op: OpModel, ctx: Context) -> dict[str, Any]:
         """The op's attributes with defaults filled in: size fields as expression text (folded
         when constant), flags and floats as values. Evaluated per instance, printed into code."""
-        raw = op.model_dump(exclude={"op", "name", "when"}, exclude_none=True)
-        return {k: (fold_constants(str(v)) if k in self.sizes or k in self.reals else v)
-                for k, v in raw.items()}
+        raw = op.model_dump(exclude={"op", "name", "when", "input"}, exclude_none=True)
+        out = {k: (fold_constants(str(v)) if k in self.sizes or k in self.reals else v)
+               for k, v in raw.items()}
+        for k in self.size_lists:
+            if k in out:
+                out[k] = [fold_constants(str(v)) for v in out[k]]
+        return out
 
     def expression_fields(self) -> frozenset[str]:
         return frozenset(self.sizes) | frozenset(self.reals)
@@ -234,6 +254,11 @@ class OpDef:
     def torch_call(self, module: str, inputs: Sequence[str]) -> str:
         """The forward expression applying the op to its inputs."""
         return f"{module}({inputs[0]})"
+
+    def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
+        """The forward expression, for ops whose call depends on their attributes (functional
+        ops without a module); by default the module call."""
+        return self.torch_call(module, inputs)
 
     def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
         """Output channels as source text, given the input's."""

@@ -1,5 +1,5 @@
-"""Ops the compiler places itself: the network input, the residual add, and the head's flatten,
-dropout and classifier."""
+"""Ops the compiler places itself: the network input, and the head's flatten, dropout and
+classifier (and pad, for timm's same-padding)."""
 
 from __future__ import annotations
 
@@ -39,29 +39,6 @@ class InputOp(OpDef):
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         return b.input_name
-
-
-class AddOp(OpDef):
-    """Elementwise sum of a block's branch (input 0) and shortcut (input 1)."""
-
-    kind = "add"
-
-    def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
-        first = inputs[0]
-        for other in inputs[1:]:
-            if other != first:
-                raise ShapeError(f"cannot add the branch {format_shape(first)} to the shortcut"
-                                 f" {format_shape(other)}")
-        return first
-
-    def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> None:
-        return None
-
-    def torch_call(self, module: str, inputs: Sequence[str]) -> str:
-        return " + ".join(inputs)
-
-    def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
-        return b.add("Add", node, list(inputs), node)
 
 
 class FlattenOp(OpDef):
