@@ -38,6 +38,16 @@ def ordered_inputs(graph: nx.DiGraph, node: str) -> list[str]:
     return sorted(preds, key=lambda p: preds[p].get("index", 0))
 
 
+def input_ports(graph: nx.DiGraph, node: str) -> list[tuple[str, int | None]]:
+    """Every argument in order as (predecessor, split part or None); an edge whose source is
+    read more than once lists its uses."""
+    args = []
+    for pred, edge in graph.pred[node].items():
+        for index, part in edge.get("uses", [[edge.get("index", 0), edge.get("part")]]):
+            args.append((index, pred, part))
+    return [(pred, part) for _, pred, part in sorted(args, key=lambda a: a[0])]
+
+
 class OnnxBuilder:
     input_name = INPUT_NAME
 
@@ -118,7 +128,6 @@ class OnnxBuilder:
             self.value[node] = self.value[self.aliases[node]]
             return
         data = self.g.nodes[node]
-        preds = self.g.pred[node]
-        inputs = [self.value[p] + (f"[{preds[p]['part']}]" if "part" in preds[p] else "")
-                  for p in ordered_inputs(self.g, node)]
+        inputs = [self.value[p] + ("" if part is None else f"[{part}]")
+                  for p, part in input_ports(self.g, node)]
         self.value[node] = REGISTRY[data["op"]].onnx(self, node, data, inputs)

@@ -20,6 +20,7 @@ from typing import Any
 
 import networkx as nx
 
+from ..block_graph import BLOCK_INPUT, RESIDUAL, local_name, parse_ref
 from ..expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
 from ..ops import REGISTRY
 from ..templates import BlockTemplate, Layout, OpTemplate, TopOp
@@ -187,39 +188,184 @@ def _module_expr(op: OpTemplate, in_ch: str, inplace: bool) -> str | None:
     return module
 
 
-def _channels_after(op: OpTemplate, ch: str) -> str:
-    after = REGISTRY[op.kind].torch_channels(_code(op), ch)
+def _channels_after(op: OpTemplate, after: str, ch: str) -> str:
+    """`after` (the op's output channels) when the op is always there; a conditional on its
+    `when` otherwise (`ch` when it is off)."""
     if op.when is None or after == ch:
         return after
     return f"({after} if {op.when.source} else {ch})"
 
 
-def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str]:
-    """Constructor and forward lines of the branch, and the channels feeding the projection."""
-    init: list[str] = []
-    forward: list[str] = []
-    ch, var, projection_in = "in_channels", "x", "in_channels"
-    fresh = False  # `var` holds a tensor the block made itself, safe to modify in place
-    for op in t.branch:
-        module = _module_expr(op, ch, inplace=fresh)
-        if op.when is None:
-            init.append(f"self.{op.name} = {module}")
-            forward.append(f"out = {REGISTRY[op.kind].torch_call(f'self.{op.name}', [var])}")
+class _Values:
+    """Where each block value lives in the generated forward: a value read only by the next op
+    stays in `out` (so a chain reads like torchvision's code); any other gets a named local."""
+
+    def __init__(self, t: BlockTemplate):
+        self.t = t
+        ops = [*t.branch, *t.post]
+        self.readers: dict[str, list[int]] = {}
+        for k, op in enumerate(ops):
+            for ref in op.inputs:
+                self.readers.setdefault(parse_ref(ref)[0], []).append(k)
+        self.readers.setdefault(t.output, []).append(len(t.branch))  # the residual add
+        if t.post:  # the block's output, returned
+            self.readers.setdefault(t.post[-1].name, []).append(len(ops))
+        self.holder: dict[str, str] = {BLOCK_INPUT: "x", RESIDUAL: "out"}
+        self.channels: dict[str, str] = {BLOCK_INPUT: "in_channels", RESIDUAL: "out_channels"}
+        self.fresh: dict[str, bool] = {BLOCK_INPUT: False, RESIDUAL: True}
+        self.index = {op.name: k for k, op in enumerate(ops)}
+
+    def expr(self, ref: str) -> str:
+        base, part = parse_ref(ref)
+        return self.holder[base] if part is None else f"{self.holder[base]}[{part}]"
+
+    def channels_of(self, ref: str) -> str:
+        base, part = parse_ref(ref)
+        if part is None:
+            return self.channels[base]
+        op = next(o for o in (*self.t.branch, *self.t.post) if o.name == base)
+        return REGISTRY["split"].torch_part_channels(_code(op), self.channels[base], part)
+
+    def place(self, op: OpTemplate) -> str:
+        """The variable that holds `op`'s value."""
+        k = self.index[op.name]
+        readers = self.readers.get(op.name, [])
+        chained = readers == [k + 1] and op.name != self.t.projection_from
+        return "out" if chained else local_name(op.name)
+
+
+def _functional_code(op: OpTemplate, init: list[str]) -> dict[str, Any]:
+    """A functional op's attributes as code for `forward`: constants inline, anything the
+    constructor computes kept as an attribute (`self.xr_parts = radix`)."""
+    code = _code(op)
+    for key, e in op.exprs.items():
+        if e.constant:
+            continue
+        base, bracket, index = key.partition("[")
+        attr = f"self.{local_name(op.name)}_{base}{'_' + index[:-1] if bracket else ''}"
+        init.append(f"{attr} = {e.source}")
+        if bracket:
+            code[base] = list(code[base])
+            code[base][int(index[:-1])] = attr
         else:
-            init += [f"if {op.when.source}:", f"{INDENT}self.{op.name} = {module}", "else:",
-                     f"{INDENT}self.{op.name} = None"]
-            if var != "out":
-                forward.append(f"out = {var}")
-            call = REGISTRY[op.kind].torch_call(f"self.{op.name}", ["out"])
-            forward += [f"if self.{op.name} is not None:", f"{INDENT}out = {call}"]
-        # after an in-place op the tensor is one autograd may still need (an activation's output):
-        # the next op makes a new one
-        in_place = fresh and REGISTRY[op.kind].inplace_ok
-        ch, var, fresh = _channels_after(op, ch), "out", (fresh or op.when is None) and not in_place
+            code[key] = attr
+    return code
+
+
+def _module_path(name: str) -> str:
+    """`conv1.paths.0.conv` -> `self.conv1.paths[0].conv`."""
+    out = "self"
+    for part in name.split("."):
+        out += f"[{part}]" if part.isdigit() else f".{part}"
+    return out
+
+
+def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, _Values]:
+    """Constructor and forward lines of the branch and post ops, the channels feeding the
+    projection, and where each value lives."""
+    v = _Values(t)
+    init: list[str] = []
+    modules: list[tuple[str, list[str]]] = []  # dotted module paths, nested after the loop
+    forward: list[str] = []
+    projection_in = "in_channels"
+    post_start = len(t.branch)
+    for k, op in enumerate([*t.branch, *t.post]):
+        if k == post_start:
+            forward.append("@residual")
+        opdef = REGISTRY[op.kind]
+        first = op.inputs[0]
+        in_ch = v.channels_of(first)
+        # an op may overwrite its input only if nothing else reads it and the block made it
+        sole = len(v.readers.get(parse_ref(first)[0], [])) == 1 and parse_ref(first)[1] is None
+        may_inplace = v.fresh[parse_ref(first)[0]] and sole and len(op.inputs) == 1
+        in_place = may_inplace and opdef.inplace_ok
+        target = "out" if op.name == t.projection_from else v.place(op)
+        args = [v.expr(r) for r in op.inputs]
+        if opdef.functional:
+            code = _functional_code(op, init)
+            call = opdef.torch_expr("", args, code)
+            if op.when is None:
+                forward.append(f"{target} = {call}")
+            else:
+                flag = f"self.{local_name(op.name)}_on"
+                init.append(f"{flag} = {op.when.source}")
+                if target != args[0]:
+                    forward.append(f"{target} = {args[0]}")
+                call = opdef.torch_expr("", [target, *args[1:]], code)
+                forward += [f"if {flag}:", f"{INDENT}{target} = {call}"]
+        else:
+            module = _module_expr(op, in_ch, inplace=may_inplace)
+            path = _module_path(op.name)
+            if "." in op.name:
+                modules.append((op.name, [module if op.when is None
+                                          else f"{module} if {op.when.source} else None"]))
+            elif op.when is None:
+                init.append(f"{path} = {module}")
+            else:
+                init += [f"if {op.when.source}:", f"{INDENT}{path} = {module}", "else:",
+                         f"{INDENT}{path} = None"]
+            if op.when is None:
+                forward.append(f"{target} = {opdef.torch_call(path, args)}")
+            else:
+                if target != args[0]:
+                    forward.append(f"{target} = {args[0]}")
+                call = opdef.torch_call(path, [target, *args[1:]])
+                forward += [f"if {path} is not None:", f"{INDENT}{target} = {call}"]
+        v.holder[op.name] = target
+        v.channels[op.name] = _channels_after(op, opdef.torch_out_channels(
+            _code(op), [v.channels_of(r) for r in op.inputs]), in_ch)
+        v.fresh[op.name] = (v.fresh[parse_ref(first)[0]] if op.when is not None else True) \
+            and not in_place and op.kind != "split"
         if op.name == t.projection_from:
             forward.append("preact = out")
-            projection_in, var, fresh = ch, "preact", False
-    return init, forward, projection_in
+            v.holder[op.name], v.fresh[op.name] = "preact", False
+            projection_in = v.channels[op.name]
+    if len(t.post) == 0:
+        forward.append("@residual")
+    init += _group_modules(modules)
+    return init, forward, projection_in, v
+
+
+def _group_modules(modules: list[tuple[str, list[str]]]) -> list[str]:
+    """Modules with dotted paths as nested containers: nn.ModuleList where the keys are 0, 1,
+    ..., nn.ModuleDict otherwise (holders, not run in sequence)."""
+    lines: list[str] = []
+    grouped: dict[str, list[tuple[str, list[str]]]] = {}
+    for path, body in modules:
+        top, _, rest = path.partition(".")
+        grouped.setdefault(top, []).append((rest, body))
+    for top, children in grouped.items():
+        body = _holder(_nest(children))
+        lines += [f"self.{top} = {body[0]}", *body[1:]]
+    return lines
+
+
+def _nest(entries: list[tuple[str, list[str]]]) -> list[tuple[str, Any]]:
+    root: list[tuple[str, Any]] = []
+    index: dict[tuple[str, ...], list[tuple[str, Any]]] = {(): root}
+    for path, lines in entries:
+        *containers, leaf = path.split(".")
+        level, key = root, ()
+        for part in containers:
+            key = (*key, part)
+            if key not in index:
+                index[key] = []
+                level.append((part, index[key]))
+            level = index[key]
+        level.append((leaf, lines))
+    return root
+
+
+def _holder(children: list[tuple[str, Any]]) -> list[str]:
+    numbered = all(key.isdigit() for key, _ in children)
+    order = sorted(children, key=lambda c: int(c[0])) if numbered else children
+    lines = ["nn.ModuleList([" if numbered else "nn.ModuleDict({"]
+    for key, child in order:
+        body = child if isinstance(child[0], str) else _holder(child)
+        head = "" if numbered else f'"{key}": '
+        lines += [f"{INDENT}{head}{body[0]}", *(INDENT + b for b in body[1:])]
+        lines[-1] += ","
+    return [*lines, "])" if numbered else "})"]
 
 
 def _projection(t: BlockTemplate, ch: str) -> list[str]:
@@ -231,7 +377,7 @@ def _projection(t: BlockTemplate, ch: str) -> list[str]:
         if op.when is not None:
             module = f"{module} if {op.when.source} else nn.Identity()"
         children.append((op.name.partition(".")[2], [module]))
-        ch = _channels_after(op, ch)
+        ch = _channels_after(op, REGISTRY[op.kind].torch_channels(_code(op), ch), ch)
     body = _container(children)
     return ["if stride != 1 or in_channels != out_channels:",
             f"{INDENT}self.downsample = {body[0]}", *(INDENT + line for line in body[1:]),
@@ -248,17 +394,15 @@ def _block_class(t: BlockTemplate) -> str:
     init = ["super().__init__()"]
     init += [f"{k} = {e.source}" for k, e in t.vars if k in used]
     init.append(f"out_channels = {t.out_channels.source}")
-    branch_init, forward, projection_in = _branch(t)
+    branch_init, body, projection_in, values = _branch(t)
     init += branch_init
-    for op in t.post:
-        init.append(f"self.{op.name} = {_module_expr(op, 'out_channels', inplace=True)}")
     init += _projection(t, projection_in)
     source = "preact" if t.projection_from else "x"
-    forward.append(f"shortcut = x if self.downsample is None else self.downsample({source})")
-    forward.append(f"out = {REGISTRY['add'].torch_call('', ['out', 'shortcut'])}")
-    forward += [f"out = {REGISTRY[op.kind].torch_call(f'self.{op.name}', ['out'])}"
-                for op in t.post]
-    forward.append("return out")
+    residual = [f"shortcut = x if self.downsample is None else self.downsample({source})",
+                f"out = {REGISTRY['add'].torch_call('', [values.expr(t.output), 'shortcut'])}"]
+    forward = [line for item in body for line in (residual if item == "@residual" else [item])]
+    last = t.post[-1].name if t.post else RESIDUAL
+    forward.append(f"return {values.holder[last]}")
     lines = [f"class {t.class_name}(nn.Module):",
              *_docstring(f"The {t.kind!r} block: {_describe(t)}.", INDENT), "",
              f"{INDENT}def __init__({', '.join(signature)}) -> None:", *_indented(init), "",

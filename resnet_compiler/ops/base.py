@@ -65,7 +65,8 @@ def check_value_ref(value: str) -> str:
     """A value in a block: an op's name, `x` (the block's input), or part i of a split,
     `name[i]`."""
     name, bracket, index = value.partition("[")
-    check_module_path(name)
+    if name != "x":  # the block's input
+        check_module_path(name)
     if bracket and not (index.endswith("]") and index[:-1].isdigit() and len(index) <= 5):
         raise ValueError(f"{value!r}: a part of a split is written name[index], like spx[0]")
     return value
@@ -263,6 +264,10 @@ class OpDef:
     def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
         """Output channels as source text, given the input's."""
         return in_channels
+
+    def torch_out_channels(self, src: Mapping[str, Any], inputs: Sequence[str]) -> str:
+        """Output channels as source text, given each input's (ops with several inputs)."""
+        return self.torch_channels(src, inputs[0])
 
     # -- ONNX -------------------------------------------------------------------------------------
     def onnx(self, b: OnnxBuilder, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:

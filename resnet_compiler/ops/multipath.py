@@ -87,6 +87,11 @@ class SplitOp(_Functional):
     def acts(self, attrs: Attrs, out: Shape) -> int:
         return 0  # views of its input
 
+    def torch_part_channels(self, src: Mapping[str, Any], in_channels: str, part: int) -> str:
+        if "parts" in src:
+            return f"{in_channels} // {text(src['parts'])}"
+        return text(src["sizes"][part])
+
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
         if "parts" in src:
             return f"torch.chunk({inputs[0]}, {text(src['parts'])}, dim=1)"
@@ -139,8 +144,10 @@ class ConcatOp(_Functional):
         axis = AXES[src.get("axis", "channels")] + 1
         return f"torch.cat([{', '.join(inputs)}], dim={axis})"
 
-    def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
-        raise NotImplementedError("concat's channels come from the graph")
+    def torch_out_channels(self, src: Mapping[str, Any], inputs: Sequence[str]) -> str:
+        if src.get("axis", "channels") != "channels":
+            return inputs[0]
+        return "(" + " + ".join(inputs) + ")"
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         return b.add("Concat", node, list(inputs), node, axis=AXES[attrs.get("axis", "channels")] + 1)
@@ -295,6 +302,9 @@ class ReduceOp(_Functional):
         if len(x) != 3:
             raise ShapeError(f"needs a feature map, got {format_shape(x)}")
         return (x[0], 1, 1) if attrs.get("over", "space") == "space" else (1, *x[1:])
+
+    def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
+        return in_channels if src.get("over", "space") == "space" else "1"
 
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
         dims = "(2, 3)" if src.get("over", "space") == "space" else "1"
