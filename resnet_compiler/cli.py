@@ -47,6 +47,7 @@ def compile_parser() -> argparse.ArgumentParser:
                    " sizes through one ONNX file of any height and width, e.g. 64x64,96x128")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="torch device for --verify (default: cpu)")
+    p.add_argument("--block", help="with --emit dot: draw only this block or stage (layer1.0)")
     p.add_argument("--max-params", type=positive_int, default=None,
                    help="refuse networks with more parameters (default: 4e9)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -105,7 +106,7 @@ def _run_compile(argv: Sequence[str]) -> int:
             else net.to_graph_json()
         _emit_text_or_file(text, args.output)
     elif args.emit == "dot":
-        _emit_text_or_file(net.to_dot(), args.output)
+        _emit_text_or_file(net.to_dot(args.block), args.output)
     elif args.emit == "onnx":
         net.to_onnx(args.output, weights=args.weights, opset=args.opset,
                     fold_bn=not args.no_fold_bn, batch=args.batch, dynamic_hw=args.dynamic_hw)

@@ -93,9 +93,12 @@ class CompiledNetwork:
         from .emit.graph import to_json
         return to_json(self.graph)
 
-    def to_dot(self) -> str:
+    def to_dot(self, only: str | None = None) -> str:
+        """Graphviz DOT of the network, each block a cluster; `only`: one block or stage
+        (`layer1.0`)."""
         from .emit.graph import to_dot
-        return to_dot(self.graph)
+        blocks = {b.id: b.class_name for stage in self.layout.stages for b in stage.blocks}
+        return to_dot(self.graph, blocks, only)
 
 
 def compile(spec: str | os.PathLike[str] | dict[str, Any] | Spec,  # noqa: A001 - the API name

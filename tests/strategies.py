@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 BUILTIN_BLOCKS = ("basic", "bottleneck", "resnext", "preact_basic", "preact_bottleneck")
 USER_BLOCK = "twin"
 USER_SHORTCUT = "pool_proj"
-BLOCKS = (*BUILTIN_BLOCKS, USER_BLOCK)
+MESH_BLOCK = "mesh"  # a random small graph of the multi-path ops, drawn per spec
+BLOCKS = (*BUILTIN_BLOCKS, USER_BLOCK, MESH_BLOCK)
 SHORTCUTS = ("conv_bn", "conv", "avgpool_conv_bn", "conv_only", USER_SHORTCUT)
 STEMS = ("imagenet", "small", "deep", "none")
 NORMS = ("bn", "frozen_bn", {"op": "gn", "groups": 1}, {"op": "gn", "channels_per_group": 1})
@@ -80,6 +81,78 @@ def stem_ops(kind: str, channels: int) -> list[dict[str, Any]]:
     return []
 
 
+@st.composite
+def multipath_block(draw: st.DrawFn) -> dict[str, Any]:
+    """A random block that is a graph of named values: splits, concatenations, sums, channel and
+    spatial gates, radix softmaxes and reductions, every value used. Maps are `channels` wide
+    (full) or half that (half); gates are Cx1x1 or 1xHxW."""
+    ops: list[dict[str, Any]] = [{"op": "conv", "name": "v0", "input": "x", "channels": "channels",
+                                  "kernel": draw(st.sampled_from([1, 3])), "stride": "stride"}]
+    kinds = {"v0": "full"}
+    used: set[str] = set()
+
+    def pick(kind: str) -> str | None:
+        names = sorted(n for n, k in kinds.items() if k == kind)
+        return draw(st.sampled_from(names)) if names else None
+
+    def emit(op: dict[str, Any], kind: str) -> str:
+        name = f"v{len(ops)}"
+        for ref in [op["input"]] if isinstance(op["input"], str) else op["input"]:
+            used.add(ref.partition("[")[0])
+        ops.append({"name": name, **op})
+        kinds[name] = kind
+        return name
+
+    for _ in range(draw(st.integers(1, 7))):
+        step = draw(st.sampled_from(["split", "concat", "add", "gate", "spatial", "softmax",
+                                     "conv", "act"]))
+        full, half = pick("full"), pick("half")
+        if step == "split" and full:
+            name = emit({"op": "split", "input": full, "parts": 2}, "split")
+            for i in range(2):
+                emit({"op": "act", "input": f"{name}[{i}]", "fn": "relu"}, "half")
+        elif step == "concat" and half:
+            other = pick("half")
+            emit({"op": "concat", "input": [half, other]}, "full")
+        elif step == "add" and full:
+            emit({"op": "add", "input": [full, pick("full"), *([pick("full")] * draw(
+                st.integers(0, 1)))]}, "full")
+        elif step == "gate" and full:
+            pooled = emit({"op": "reduce", "input": full, "mode": draw(st.sampled_from(
+                ["mean", "max", "sum"]))}, "gate")
+            gate = emit({"op": "act", "input": pooled, "fn": "sigmoid"}, "gate")
+            emit({"op": "mul", "input": [pick("full"), gate]}, "full")
+        elif step == "spatial" and full:
+            pooled = emit({"op": "reduce", "input": full, "over": "channels",
+                           "mode": draw(st.sampled_from(["mean", "max"]))}, "spatial")
+            emit({"op": "mul", "input": [full, pooled]}, "full")
+        elif step == "softmax" and full:
+            pooled = emit({"op": "reduce", "input": full}, "gate")
+            weights = emit({"op": "softmax", "input": pooled, "radix": 2}, "gate")
+            parts = emit({"op": "split", "input": weights, "parts": 2}, "split")
+            halves = emit({"op": "split", "input": full, "parts": 2}, "split")
+            mixed = [emit({"op": "mul", "input": [f"{halves}[{i}]", f"{parts}[{i}]"]}, "half")
+                     for i in range(2)]
+            emit({"op": "add", "input": mixed}, "half")
+        elif step == "conv":
+            source = draw(st.sampled_from([n for n in (full, half) if n]))
+            emit({"op": "conv", "input": source, "channels": "channels", "kernel": 1}, "full")
+        elif step == "act" and full:
+            emit({"op": "act", "input": full, "fn": draw(st.sampled_from(["relu", "silu"]))},
+                 "full")
+    # every value is used: half maps widen, whatever is left is summed into the output
+    for name, kind in list(kinds.items()):
+        if name not in used and kind == "half":
+            emit({"op": "conv", "input": name, "channels": "channels", "kernel": 1}, "full")
+    left = [n for n, k in kinds.items() if n not in used and k == "full"]
+    last = emit({"op": "add", "input": left}, "full") if len(left) > 1 else left[0]
+    ops.append({"op": "bn", "name": "out_bn", "input": last})
+    for op in ops:
+        op.setdefault("op", "act")
+    return {"class_name": "MeshBlock", "out_channels": "channels", "branch": ops,
+            "post": [{"op": "relu", "name": "out_act"}]}
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -88,6 +161,8 @@ def _divisors(n: int) -> list[int]:
 def block_params(draw: st.DrawFn, block: str, channels: int) -> dict[str, Any]:
     """Per-stage overrides of a block's params that keep the block well-formed."""
     out: dict[str, Any] = {}
+    if block == MESH_BLOCK:
+        return out
     if draw(st.booleans()):
         out["se"] = draw(st.booleans())
         if block != USER_BLOCK and draw(st.booleans()):
@@ -187,6 +262,8 @@ def valid_specs(draw: st.DrawFn, max_side: int = 300, max_stages: int = 4) -> di
     uses_user = uses_user or defaults.get("shortcut") == USER_SHORTCUT
     if uses_user or draw(st.booleans()):
         spec.update(copy.deepcopy(USER_LIBRARY))
+    if any(stage["block"] == MESH_BLOCK for stage in stages):
+        spec.setdefault("blocks", {})[MESH_BLOCK] = draw(multipath_block())
     spec["stages"] = stages
     even = all(side % 64 == 0 for side in (h, w)) and all(st_.get("stride", 1) <= 2
                                                           for st_ in stages)

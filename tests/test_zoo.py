@@ -30,6 +30,14 @@ PEERS = {
     "resnetv2_50d_gn": lambda: timm.create_model("resnetv2_50d_gn"),
     "resnetv2_50x1_bit": lambda: timm.create_model("resnetv2_50x1_bit"),
     "resnet26d_os16": lambda: timm.create_model("resnet26d", output_stride=16),
+    # multi-path blocks
+    "skresnet18": lambda: timm.create_model("skresnet18"),
+    "skresnext50_32x4d": lambda: timm.create_model("skresnext50_32x4d"),
+    "res2net50_26w_4s": lambda: timm.create_model("res2net50_26w_4s"),
+    "res2next50": lambda: timm.create_model("res2next50"),
+    "resnest14d": lambda: timm.create_model("resnest14d"),
+    "resnest50d_4s2x40d": lambda: timm.create_model("resnest50d_4s2x40d"),
+    "resnet50_cbam": lambda: timm.create_model("resnet50", block_args=dict(attn_layer="cbam")),
     "tv_resnet101_os16": lambda: torchvision.models.resnet101(
         replace_stride_with_dilation=[False, False, True]),
     "tv_resnet50_frozenbn": lambda: torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d),

@@ -7,6 +7,9 @@ from typing import Any
 
 import networkx as nx
 
+from ..errors import UsageError
+from ..messages import did_you_mean
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
@@ -28,16 +31,54 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def to_dot(graph: nx.DiGraph) -> str:
-    """Graphviz DOT with one box per op, labelled with op and output shape."""
+def to_dot(graph: nx.DiGraph, blocks: dict[str, str] | None = None,
+           only: str | None = None) -> str:
+    """Graphviz DOT: one box per value (op and output shape), each block a labelled cluster
+    (`blocks`: block id -> class name) so its paths sit side by side; split parts and shortcuts
+    are labelled edges. `only`: just the block (or stage) with that id, and its input."""
+    blocks = blocks or {}
+    keep = [n for n in graph.nodes if only is None or n == only or n.startswith(only + ".")]
+    if only is not None and not keep:
+        raise UsageError(f"no block or node {only!r} in the network{did_you_mean(only, blocks)}")
+    kept = set(keep)
     lines = [f"digraph {_quote(graph.graph['name'])} {{", "  rankdir=TB;",
-             '  node [shape=box, fontname="Helvetica", fontsize=10];']
-    for node, d in graph.nodes(data=True):
-        shape = "x".join(map(str, d["shape"]))
-        # node ids and op names are validated identifiers, so only the quoting of the id matters
-        lines.append(f'  {_quote(node)} [label="{node}\\n{d["op"]} -> {shape}"];')
+             '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=10];',
+             '  edge [fontname="Helvetica", fontsize=9];']
+    members: dict[str, list[str]] = {}
+    for node in keep:
+        owner = next((b for b in blocks if node.startswith(b + ".")), "")
+        members.setdefault(owner, []).append(node)
+    for owner, nodes in members.items():
+        indent = "  "
+        if owner:
+            lines += [f"  subgraph {_quote('cluster_' + owner)} {{",
+                      f"    label={_quote(f'{owner} ({blocks[owner]})')};",
+                      '    style=rounded; color=gray60; fontname="Helvetica"; fontsize=11;']
+            indent = "    "
+        for node in nodes:
+            d = graph.nodes[node]
+            short = node[len(owner) + 1:] if owner else node
+            dims = [str(v) for v in d["shape"]]
+            if "sizes" in d:  # a split: its parts' channels
+                dims[0] = "+".join(map(str, d["sizes"]))
+            label = f"{short}\n{d['op']} {'x'.join(dims)}"
+            lines.append(f"{indent}{_quote(node)} [label={_quote(label)}];")
+        if owner:
+            lines.append("  }")
+    outside = set()
     for a, b, e in graph.edges(data=True):
-        style = ' [style=dashed, label="shortcut"]' if e.get("role") == "shortcut" else ""
-        lines.append(f"  {_quote(a)} -> {_quote(b)}{style};")
+        if b not in kept:
+            continue
+        if a not in kept and a not in outside:
+            outside.add(a)
+            lines.append(f"  {_quote(a)} [style=dashed];")
+        uses = e.get("uses", [[e.get("index", 0), e.get("part")]])
+        parts = [f"[{part}]" for _, part in uses if part is not None]
+        attrs = []
+        if e.get("role") == "shortcut":
+            attrs += ["style=dashed", 'label="shortcut"']
+        elif parts:
+            attrs.append(f"label={_quote(' '.join(parts))}")
+        lines.append(f"  {_quote(a)} -> {_quote(b)}{' [' + ', '.join(attrs) + ']' if attrs else ''};")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -297,6 +297,9 @@ def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, _Values]:
             module = _module_expr(op, in_ch, inplace=may_inplace)
             path = _module_path(op.name)
             if "." in op.name:
+                top = op.name.partition(".")[0]
+                if not any(m.partition(".")[0] == top for m, _ in modules):
+                    init.append(f"@group:{top}")  # the container goes where it first appears
                 modules.append((op.name, [module if op.when is None
                                           else f"{module} if {op.when.source} else None"]))
             elif op.when is None:
@@ -322,22 +325,24 @@ def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, _Values]:
             projection_in = v.channels[op.name]
     if len(t.post) == 0:
         forward.append("@residual")
-    init += _group_modules(modules)
+    groups = _group_modules(modules)
+    init = [line for item in init
+            for line in (groups[item[7:]] if item.startswith("@group:") else [item])]
     return init, forward, projection_in, v
 
 
-def _group_modules(modules: list[tuple[str, list[str]]]) -> list[str]:
-    """Modules with dotted paths as nested containers: nn.ModuleList where the keys are 0, 1,
-    ..., nn.ModuleDict otherwise (holders, not run in sequence)."""
-    lines: list[str] = []
+def _group_modules(modules: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """Modules with dotted paths as nested containers, per top-level name: nn.ModuleList where
+    the keys are 0, 1, ..., nn.ModuleDict otherwise (holders, not run in sequence)."""
     grouped: dict[str, list[tuple[str, list[str]]]] = {}
     for path, body in modules:
         top, _, rest = path.partition(".")
         grouped.setdefault(top, []).append((rest, body))
+    out = {}
     for top, children in grouped.items():
         body = _holder(_nest(children))
-        lines += [f"self.{top} = {body[0]}", *body[1:]]
-    return lines
+        out[top] = [f"self.{top} = {body[0]}", *body[1:]]
+    return out
 
 
 def _nest(entries: list[tuple[str, list[str]]]) -> list[tuple[str, Any]]:
@@ -425,6 +430,8 @@ def _describe(t: BlockTemplate) -> str:
 # ---- the model class -----------------------------------------------------------------------------
 
 _FAMILY_SPELLING = (("seresnext", "SEResNeXt"), ("seresnet", "SEResNet"), ("resnext", "ResNeXt"),
+                    ("skresnext", "SKResNeXt"), ("skresnet", "SKResNet"), ("resnest", "ResNeSt"),
+                    ("res2next", "Res2NeXt"), ("res2net", "Res2Net"),
                     ("resnetv2", "ResNetV2"), ("resnet", "ResNet"), ("wide_resnet", "WideResNet"))
 HELPER_NAMES = frozenset({
     "nn", "torch", "math", "OrderedDict", "I", "O", "make_divisible",

@@ -89,7 +89,9 @@ class SplitOp(_Functional):
 
     def torch_part_channels(self, src: Mapping[str, Any], in_channels: str, part: int) -> str:
         if "parts" in src:
-            return f"{in_channels} // {text(src['parts'])}"
+            whole = in_channels if in_channels.isidentifier() or in_channels.isdigit() \
+                else f"({in_channels})"
+            return f"{whole} // {text(src['parts'])}"
         return text(src["sizes"][part])
 
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
@@ -276,7 +278,11 @@ class SoftmaxOp(_Functional):
                       perm=[0, 2, 1, 3])
             axis = 1
         y = b.add("Softmax", f"{node}.softmax", [y], f"{node}.softmax", axis=axis)
-        back = b.add("Shape", f"{node}.shape", [inputs[0]], f"{node}.shape")
+        if b.dynamic_hw:  # the input's own shape, whatever its height and width
+            back = b.add("Shape", f"{node}.shape", [inputs[0]], f"{node}.shape")
+        else:  # a constant shape keeps ONNX shape inference exact
+            back = b.const(f"{node}.shape", np.array([0, *b.g.nodes[node]["shape"]],
+                                                     dtype=np.int64), dtype="<i8")
         return b.add("Reshape", node, [y, back], node)
 
 
