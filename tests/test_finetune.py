@@ -188,11 +188,14 @@ def test_own_checkpoint_as_init_weights(tiny: Path, tmp_path: Path,
 
 # ------------------------------------------------------------------ --freeze and --norm-eval
 
-def test_freeze_unknown_name(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_freeze_and_init_weights_usage_errors(tiny: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert _train(tiny, tmp_path / "o", "--freeze", "stem,layr1") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "--freeze layr1: no such part of the network; did you mean 'layer1'?" in err
+    assert _train(tiny, tmp_path / "o", "--init-weights", str(tmp_path / "none.pt")) == 2
+    assert f"--init-weights {tmp_path / 'none.pt'}: no such file" in capsys.readouterr().err
     assert _train(tiny, tmp_path / "o", "--freeze", "stem,") == 2
     assert "empty name" in capsys.readouterr().err
     names = "stem,layer1,layer2,fc"

@@ -151,6 +151,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def check_init_weights(path: str | None) -> None:
+    """--init-weights must name a file; checked before any data is loaded."""
+    if path is not None and not Path(path).is_file():
+        raise UsageError(f"--init-weights {path}: no such file")
+
+
 def check_freeze(names: list[str] | None, targets: dict[str, Any]) -> None:
     """Every --freeze name must be a part of the network (`targets`: freeze.freeze_targets)."""
     for name in names or ():

@@ -66,6 +66,7 @@ def plan_run(args: argparse.Namespace, dist: Dist) -> Plan:
     out = Path(args.out or Path("runs") / net.name)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
+    options.check_init_weights(args.init_weights)
     targets = freeze_targets(net)
     options.check_freeze(args.freeze, targets)
     covered = tuple(dict.fromkeys(p for name in args.freeze or () for p in targets[name]))
@@ -145,6 +146,21 @@ def make_optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.op
     return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
+def freeze_parts(args: argparse.Namespace, plan: Plan, model: torch.nn.Module, dist: Dist) -> list[Any]:
+    """Freeze what --freeze names and log it; returns the norm layers to keep in eval mode (those
+    of the frozen parts, or all of them with --norm-eval)."""
+    frozen = freeze(model, plan.freeze)
+    if args.freeze:
+        total = sum(p.numel() for p in model.parameters())
+        fixed = sum(model.get_parameter(n).numel() for n in frozen)
+        log(dist, f"frozen: {', '.join(args.freeze)} ({len(frozen)} tensors, {fixed:,} of {total:,} "
+                  f"parameters; their norm layers in eval mode)")
+    eval_norms = norm_modules(model, plan.net.graph, None if args.norm_eval else plan.freeze)
+    if args.norm_eval:
+        log(dist, f"norm eval: {len(eval_norms)} norm layers stay in eval mode (running statistics fixed)")
+    return eval_norms
+
+
 def build_trainer(args: argparse.Namespace, plan: Plan, device: torch.device,
                   dist: Dist) -> tuple[Trainer, list[str]]:
     """The seeded model on `device` (pretrained weights loaded, parts frozen) with its optimizer and
@@ -158,15 +174,7 @@ def build_trainer(args: argparse.Namespace, plan: Plan, device: torch.device,
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    frozen = freeze(model, plan.freeze)
-    if args.freeze:
-        total = sum(p.numel() for p in model.parameters())
-        fixed = sum(model.get_parameter(n).numel() for n in frozen)
-        log(dist, f"frozen: {', '.join(args.freeze)} ({len(frozen)} tensors, {fixed:,} of {total:,} "
-                  f"parameters; their norm layers in eval mode)")
-    eval_norms = norm_modules(model, plan.net.graph, None if args.norm_eval else plan.freeze)
-    if args.norm_eval:
-        log(dist, f"norm eval: {len(eval_norms)} norm layers stay in eval mode (running statistics fixed)")
+    eval_norms = freeze_parts(args, plan, model, dist)
     optimizer = make_optimizer(args, model)
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
     augment = make_augment(args.augment, plan.size)
@@ -174,7 +182,7 @@ def build_trainer(args: argparse.Namespace, plan: Plan, device: torch.device,
     return Trainer(model, model, optimizer, scaler, device, amp, channels_last, plan.channels, plan.size,
                    args.schedule, args.lr, total_steps=0, resize=plan.preprocessing.resize,
                    normalize=normalize, augment=augment, label_smoothing=args.label_smoothing,
-                   eval_modules=eval_norms if plan.freeze or args.norm_eval else []), notes
+                   eval_modules=eval_norms), notes
 
 
 def wrap_model(t: Trainer, args: argparse.Namespace, dist: Dist) -> None:
