@@ -232,6 +232,9 @@ def test_adamw_warmup_smoothing_augment_and_preprocessing(tmp_path: Path) -> Non
     assert ck["metrics"][1]["lr"] < 1e-4  # then cosine to zero
     assert ck["metrics"][1]["train_loss"] < ck["metrics"][0]["train_loss"]
     meta = read_metadata(out / "model.safetensors")
+    from safetensors import safe_open
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:  # plain text for other readers
+        assert f.metadata()["preprocessing"] == meta["preprocessing"]
     assert meta["preprocessing"] == Preprocessing.from_spec(rc.compile(path).spec).to_json()
     assert Preprocessing.from_json(meta["preprocessing"]).resize == "bicubic"
     assert meta["class_names"] == [str(i) for i in range(10)]

@@ -97,8 +97,7 @@ def save_outputs(out: Path, model: Any, optimizer: Any, scaler: Any, metrics: li
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_torch(out / CHECKPOINT, checkpoint_dict(state, optimizer, scaler, metrics, epoch, step, record))
     save_torch(out / "model.pth", state)
-    meta = {"spec_sha256": record.spec_sha256, "epoch": str(epoch),
-            **{k: json.dumps(v) for k, v in record.metadata.items()}}
+    meta = {"spec_sha256": record.spec_sha256, "epoch": str(epoch), **safetensors_metadata(record.metadata)}
     write_atomic(out / "model.safetensors", st_save(state, metadata=meta))
     write_metrics(out, metrics)
     plot_curves(out, metrics, record.title)
@@ -113,6 +112,15 @@ def run_metadata(preprocessing_json: str, class_names: tuple[str, ...], init_wei
             "freeze": list(freeze), "norm_eval": norm_eval}
 
 
+JSON_METADATA = ("class_names", "freeze", "norm_eval", "init_weights_changes", "epoch")
+
+
+def safetensors_metadata(metadata: dict[str, Any]) -> dict[str, str]:
+    """safetensors metadata holds strings: text as is (`preprocessing` stays Preprocessing.to_json
+    text), lists and flags as JSON, None left out."""
+    return {k: v if k not in JSON_METADATA else json.dumps(v) for k, v in metadata.items() if v is not None}
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata of a run's checkpoint.pt or model.safetensors, without unpickling anything:
     `preprocessing` (Preprocessing.to_json text), `class_names` (list), `freeze`, `norm_eval`,
@@ -125,12 +133,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                 raw = dict(f.metadata() or {})
         except Exception as e:  # noqa: BLE001 - any read failure is a bad input file
             raise UsageError(f"{p}: not a readable safetensors file ({type(e).__name__})") from None
-        meta: dict[str, Any] = {}
+        meta: dict[str, Any] = {"init_weights": None}
         for k, v in raw.items():
             try:
-                meta[k] = v if k == "spec_sha256" else json.loads(v)
+                meta[k] = json.loads(v) if k in JSON_METADATA else v
             except ValueError:
-                meta[k] = v
+                raise UsageError(f"{p}: metadata {k} is not valid JSON") from None
         return meta
     ck = load_checkpoint(p)
     meta = dict(ck.get("metadata") or {})
