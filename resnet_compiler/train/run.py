@@ -171,6 +171,8 @@ def build_trainer(args: argparse.Namespace, plan: Plan, device: torch.device,
     configure_torch(device, args.seed)
     model = plan.net.build_torch()
     notes = load_init_weights(model, args.init_weights, plan.net) if args.init_weights else []
+    for note in notes:
+        log(dist, f"init weights {args.init_weights}: {note}")
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -248,8 +250,6 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> int:
     plan = plan_run(args, dist)
     data = load_data(args, dist, plan)
     t, notes = build_trainer(args, plan, device, dist)
-    for note in notes:
-        log(dist, f"init weights {args.init_weights}: {note}")
     metadata = run_metadata(plan.preprocessing.to_json(), data.classes, args.init_weights, notes,
                             args.freeze or [], args.norm_eval)
     start_epoch, metrics = 0, []
