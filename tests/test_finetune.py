@@ -181,6 +181,9 @@ def test_own_checkpoint_as_init_weights(tiny: Path, tmp_path: Path,
             "1/3)") in log
     a, b = _load(tmp_path / "a" / "model.pth"), _load(tmp_path / "b" / "model.pth")
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("layer1.") and a[k].is_floating_point())
+    onnx_path = tmp_path / "b.onnx"  # a fine-tuned checkpoint exports like any other
+    assert cli_main([str(bigger), "--emit", "onnx", "--weights", str(tmp_path / "b" / "checkpoint.pt"),
+                     "-o", str(onnx_path)]) == 0 and onnx_path.stat().st_size > 0
     graph = rc.compile({**TINY, "num_classes": 5}).graph
     fitted = fit_state_dict(graph, load_checkpoint(tmp_path / "a" / "checkpoint.pt"), init_weights(graph))
     assert fitted.notes == ["classifier fc.weight, fc.bias reset: the checkpoint has 10 classes, the spec 5"]
@@ -196,6 +199,10 @@ def test_freeze_and_init_weights_usage_errors(tiny: Path, tmp_path: Path,
     assert "--freeze layr1: no such part of the network; did you mean 'layer1'?" in err
     assert _train(tiny, tmp_path / "o", "--init-weights", str(tmp_path / "none.pt")) == 2
     assert f"--init-weights {tmp_path / 'none.pt'}: no such file" in capsys.readouterr().err
+    torch.save({"conv1.weight": Path("x")}, tmp_path / "object.pt")  # an object, not a tensor
+    assert _train(tiny, tmp_path / "o", "--init-weights", str(tmp_path / "object.pt")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "refusing to unpickle it" in err and len(err.splitlines()) == 1
     assert _train(tiny, tmp_path / "o", "--freeze", "stem,") == 2
     assert "empty name" in capsys.readouterr().err
     names = "stem,layer1,layer2,fc"
