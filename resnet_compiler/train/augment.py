@@ -28,8 +28,8 @@ def make_augment(name: str, size: tuple[int, int]) -> Callable[[torch.Tensor], t
     import torch
     from torchvision.transforms import v2
     if name == "crop-flip":
-        pad = max(1, min(size) // 8)
-        first = v2.RandomCrop(list(size), padding=pad, padding_mode="reflect")
+        pad = min(size) // 8  # 4 at 32x32; none below 8x8, where the crop leaves the image as is
+        first = v2.RandomCrop(list(size), padding=pad or None, padding_mode="reflect")
     elif name == "random-resized-crop":
         first = v2.RandomResizedCrop(list(size), antialias=True)
     else:
