@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from .messages import format_shape
 from .ops import REGISTRY
 from .weights import check_state_dict, expected_tensors
 
@@ -93,6 +92,44 @@ def _differs_only_in(have: tuple[int, ...], want: tuple[int, ...], axis: int) ->
             and all(a == b for i, (a, b) in enumerate(zip(have, want, strict=True)) if i != axis))
 
 
+def _adapt_first_conv(graph: nx.DiGraph, sd: dict[str, np.ndarray],
+                      expected: Mapping[str, tuple[int, ...]]) -> str | None:
+    """Adapt the first conv's weight in `sd` when only its input channels differ; the note, or None."""
+    conv = first_conv_node(graph)
+    key = f"{conv}.weight"
+    if conv is None or key not in sd or not _differs_only_in(tuple(sd[key].shape), expected[key], 1):
+        return None
+    old, new = sd[key].shape[1], expected[key][1]
+    sd[key] = adapt_input_conv(sd[key], new)
+    how = ("summed over input channels" if new == 1
+           else f"repeated along input channels, scaled by {old}/{new}")
+    return f"{key} adapted from {old} to {new} input channels ({how})"
+
+
+def _reset_classifier(graph: nx.DiGraph, sd: dict[str, np.ndarray], expected: Mapping[str, tuple[int, ...]],
+                      fresh: Mapping[str, np.ndarray]) -> str | None:
+    """Take the classifier from `fresh` when `sd` has none, or one that differs only in its class
+    count; the note, or None."""
+    head = classifier_node(graph)
+    if head is None:
+        return None
+    keys = [f"{head}.{rel}" for rel in graph.nodes[head]["tensors"]]
+    classes = graph.graph["num_classes"]
+    if all(k not in sd for k in keys):
+        sd.update({k: fresh[k] for k in keys})
+        return f"classifier {', '.join(keys)} not in the checkpoint: initialised afresh for {classes} classes"
+    if not all(k in sd for k in keys):
+        return None
+    shapes = [tuple(sd[k].shape) for k in keys]
+    wanted = [expected[k] for k in keys]
+    if shapes == wanted or not all(have == want or _differs_only_in(have, want, 0)
+                                   for have, want in zip(shapes, wanted, strict=True)):
+        return None
+    old = shapes[0][0] if shapes[0] else "?"
+    sd.update({k: fresh[k] for k in keys})
+    return f"classifier {', '.join(keys)} reset: the checkpoint has {old} classes, the spec {classes}"
+
+
 def fit_state_dict(graph: nx.DiGraph, sd: Mapping[str, np.ndarray],
                    fresh: Mapping[str, np.ndarray]) -> Fitted:
     """`sd` adapted to `graph`: first conv adapted to the input channels, classifier taken from
@@ -100,28 +137,7 @@ def fit_state_dict(graph: nx.DiGraph, sd: Mapping[str, np.ndarray],
     Raises UsageError (weights.check_state_dict) for any other mismatch."""
     expected = expected_tensors(graph)
     out = dict(sd)
-    notes: list[str] = []
-    conv = first_conv_node(graph)
-    key = f"{conv}.weight"
-    if conv is not None and key in out and _differs_only_in(tuple(out[key].shape), expected[key], 1):
-        old = out[key].shape[1]
-        out[key] = adapt_input_conv(out[key], expected[key][1])
-        how = "summed over input channels" if expected[key][1] == 1 else (
-            f"repeated along input channels, scaled by {old}/{expected[key][1]}")
-        notes.append(f"{key} adapted from {old} to {expected[key][1]} input channels ({how})")
-    head = classifier_node(graph)
-    if head is not None:
-        keys = [f"{head}.{rel}" for rel in graph.nodes[head]["tensors"]]
-        if all(k not in out for k in keys):
-            out.update({k: fresh[k] for k in keys})
-            notes.append(f"classifier {', '.join(keys)} not in the checkpoint: initialised afresh "
-                         f"for {graph.graph['num_classes']} classes")
-        elif all(k in out for k in keys) and any(tuple(out[k].shape) != expected[k] for k in keys) and all(
-                _differs_only_in(tuple(out[k].shape), expected[k], 0) or tuple(out[k].shape) == expected[k]
-                for k in keys):
-            old = format_shape(out[keys[0]].shape[:1])
-            out.update({k: fresh[k] for k in keys})
-            notes.append(f"classifier {', '.join(keys)} reset: the checkpoint has {old} classes, the "
-                         f"spec {graph.graph['num_classes']}")
+    changes = (_adapt_first_conv(graph, out, expected), _reset_classifier(graph, out, expected, fresh))
+    notes = [n for n in changes if n is not None]
     check_state_dict(graph, out)
     return Fitted(out, notes)
