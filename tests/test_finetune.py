@@ -235,6 +235,7 @@ def test_adamw_warmup_smoothing_augment_and_preprocessing(tmp_path: Path) -> Non
     ck = _load(out / "checkpoint.pt")
     assert (ck["args"]["optimizer"], ck["args"]["lr"], ck["args"]["weight_decay"]) == ("adamw", 1e-3, 0.05)
     assert "exp_avg_sq" in next(iter(ck["optimizer"]["state"].values()))
+    assert ck["scheduler"]["warmup_steps"] == ck["scheduler"]["steps_per_epoch"] == 12
     assert ck["metrics"][0]["lr"] == pytest.approx(1e-3)  # the last warmup step reaches the peak
     assert ck["metrics"][1]["lr"] < 1e-4  # then cosine to zero
     assert ck["metrics"][1]["train_loss"] < ck["metrics"][0]["train_loss"]

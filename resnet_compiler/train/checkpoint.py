@@ -38,6 +38,7 @@ class RunRecord:
     steps_per_epoch: int
     title: str  # of the curves plot
     metadata: dict[str, Any] = field(default_factory=dict)  # plain values: see run_metadata
+    warmup_steps: int = 0
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -82,7 +83,8 @@ def checkpoint_dict(state: dict[str, Any], optimizer: Any, scaler: Any, metrics:
         "metrics": [dict(m) for m in metrics],
         "optimizer": optimizer.state_dict(),
         "scheduler": {"name": record.schedule, "base_lr": record.base_lr, "step": step,
-                      "total_steps": record.total_steps, "steps_per_epoch": record.steps_per_epoch},
+                      "total_steps": record.total_steps, "steps_per_epoch": record.steps_per_epoch,
+                      "warmup_steps": record.warmup_steps},
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         "rng": {"torch": torch.get_rng_state()},
         "args": record.options,

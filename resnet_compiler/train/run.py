@@ -230,7 +230,8 @@ def run_epochs(args: argparse.Namespace, dist: Dist, plan: Plan, data: Dataset, 
     t.step = start_epoch * len(loader)
     record = RunRecord(json.dumps(plan.net.spec.model_dump(mode="json"), sort_keys=True),
                        plan.net.graph.graph["spec_sha256"], options.plain_values(args), args.schedule,
-                       args.lr, t.total_steps, len(loader), f"{plan.net.name} on {args.dataset}", metadata)
+                       args.lr, t.total_steps, len(loader), f"{plan.net.name} on {args.dataset}", metadata,
+                       t.warmup_steps)
     log_header(args, dist, plan, data, t, start_epoch)
     if dist.main:
         plan.out.mkdir(parents=True, exist_ok=True)
