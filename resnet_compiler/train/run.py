@@ -139,8 +139,6 @@ def make_optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.op
     momentum cannot move them)."""
     import torch
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise UsageError("every parameter is frozen: nothing left to train")
     if args.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -150,6 +148,8 @@ def freeze_parts(args: argparse.Namespace, plan: Plan, model: torch.nn.Module, d
     """Freeze what --freeze names and log it; returns the norm layers to keep in eval mode (those
     of the frozen parts, or all of them with --norm-eval)."""
     frozen = freeze(model, plan.freeze)
+    if frozen and len(frozen) == len(list(model.parameters())):
+        raise UsageError("every parameter is frozen: nothing left to train")
     if args.freeze:
         total = sum(p.numel() for p in model.parameters())
         fixed = sum(model.get_parameter(n).numel() for n in frozen)
