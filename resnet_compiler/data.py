@@ -195,10 +195,10 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _read_images(files: list[Path], channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """Decode with PIL, convert to the wanted channel count and resize to `size` (bilinear)."""
+def _read_images(files: list[Path], channels: int, size: tuple[int, int],
+                 resize: str = "bilinear") -> torch.Tensor:
+    """Decode with PIL, convert to the wanted channel count and resize to `size` (`resize` mode)."""
     import torch
-    import torch.nn.functional as F
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - PIL ships with matplotlib
@@ -214,14 +214,12 @@ def _read_images(files: list[Path], channels: int, size: tuple[int, int]) -> tor
         except (OSError, ValueError) as e:
             raise UsageError(f"{f}: cannot read the image ({e})") from None
         t = torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1)[None]
-        if tuple(t.shape[-2:]) != size:
-            t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-        out[i] = t[0].clamp_(0, 1)
+        out[i] = resize_batch(t, size, resize)[0].clamp_(0, 1)
     return out
 
 
 def load_folder(folder: str | os.PathLike[str] | None, channels: int, size: tuple[int, int],
-                seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+                seed: int = 0, test_fraction: float = 0.2, resize: str = "bilinear") -> Dataset:
     """Images in one subfolder per class. With `train/` and `test/` subfolders those are the splits;
     otherwise a seeded stratified split. Images are decoded once, at the spec's size."""
     import torch
@@ -247,7 +245,8 @@ def load_folder(folder: str | os.PathLike[str] | None, channels: int, size: tupl
                 labels += [i] * len(found)
             if not files:
                 raise UsageError(f"{root / split}: no images ({', '.join(IMAGE_SUFFIXES)})")
-            splits.append((_read_images(files, channels, size), torch.tensor(labels, dtype=torch.int64)))
+            images = _read_images(files, channels, size, resize)
+            splits.append((images, torch.tensor(labels, dtype=torch.int64)))
         return Dataset("folder", *splits[0], *splits[1], tuple(classes))
     class_dirs = _class_dirs(root)
     if not class_dirs:
@@ -272,7 +271,7 @@ def load_folder(folder: str | os.PathLike[str] | None, channels: int, size: tupl
     test_idx.sort()
     if not test_idx:
         raise UsageError(f"{root}: too few images to hold out a test split")
-    x = _read_images(files, channels, size)
+    x = _read_images(files, channels, size, resize)
     yt = torch.from_numpy(y.astype(np.int64))
     return Dataset("folder", x[train_idx], yt[train_idx], x[test_idx], yt[test_idx],
                    tuple(c.name for c in class_dirs))
@@ -281,9 +280,9 @@ def load_folder(folder: str | os.PathLike[str] | None, channels: int, size: tupl
 # ------------------------------------------------------------------------------------------- dispatch
 
 def load_dataset(name: str, data_dir: str | None, channels: int, size: tuple[int, int],
-                 download: bool = False, seed: int = 0) -> Dataset:
-    """The named dataset; `channels` and `size` are the spec's input (used by `folder` only, the
-    others are converted per batch by `fit_batch`)."""
+                 download: bool = False, seed: int = 0, resize: str = "bilinear") -> Dataset:
+    """The named dataset; `channels`, `size` and `resize` are the spec's input (used by `folder`
+    only, the others are converted per batch by `fit_batch`)."""
     if name == "fashion-mnist":
         return load_fashion_mnist(data_dir, download=download)
     if download:
@@ -291,7 +290,7 @@ def load_dataset(name: str, data_dir: str | None, channels: int, size: tuple[int
     if name == "digits":
         return load_digits(seed=seed)
     if name == "folder":
-        return load_folder(data_dir, channels, size, seed=seed)
+        return load_folder(data_dir, channels, size, seed=seed, resize=resize)
     raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
@@ -302,15 +301,24 @@ def check_channels(have: int, want: int) -> None:
                          f"channel conversion is supported")
 
 
-def fit_batch(x: torch.Tensor, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a batch (bilinear) and convert its channel count to the spec's input."""
+def resize_batch(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """A batch in [0, 1] resized to `size` by the spec's `resize` mode (torch's bilinear, nearest or
+    bicubic, align_corners False, no antialiasing); bicubic overshoot is clamped back into [0, 1]."""
     import torch.nn.functional as F
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    corners = None if mode == "nearest" else False
+    x = F.interpolate(x, size=tuple(size), mode=mode, align_corners=corners)
+    return x.clamp_(0, 1) if mode == "bicubic" else x
+
+
+def fit_batch(x: torch.Tensor, channels: int, size: tuple[int, int],
+              resize: str = "bilinear") -> torch.Tensor:
+    """Resize a batch (the spec's `resize` mode) and convert its channel count to the spec's input."""
     c = x.shape[1]
     if c == 1 and channels == 3:
         x = x.expand(-1, 3, -1, -1)
     elif c == 3 and channels == 1:
         w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         x = (x * w).sum(1, keepdim=True)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-    return x
+    return resize_batch(x, size, resize)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..outputs import write_atomic
+from .curves import plot_curves
 
 CHECKPOINT = "checkpoint.pt"
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "images_per_s", "lr", "seconds")
@@ -35,6 +37,8 @@ class RunRecord:
     total_steps: int
     steps_per_epoch: int
     title: str  # of the curves plot
+    metadata: dict[str, Any] = field(default_factory=dict)  # plain values: see run_metadata
+    warmup_steps: int = 0
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -53,28 +57,6 @@ def write_metrics(out: Path, metrics: list[dict[str, float]]) -> None:
     for m in metrics:
         w.writerow({k: (int(m[k]) if k == "epoch" else f"{m[k]:.6g}") for k in METRICS_COLUMNS})
     write_atomic(out / "metrics.csv", buf.getvalue())
-
-
-def plot_curves(out: Path, metrics: list[dict[str, float]], title: str) -> None:
-    """curves.png, the chapter's figure: train loss, train acc and test acc per epoch on one axis."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [m["epoch"] for m in metrics]
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.plot(epochs, [m["train_loss"] for m in metrics], "-", label="train_loss")
-    ax.plot(epochs, [m["train_acc"] for m in metrics], "--", label="train_acc")
-    ax.plot(epochs, [m["test_acc"] for m in metrics], "-.", label="test_acc")
-    ax.set_xlabel("epoch")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_atomic(out / "curves.png", buf.getvalue())
 
 
 def weights_hash(state_dict: dict[str, Any]) -> str:
@@ -101,10 +83,12 @@ def checkpoint_dict(state: dict[str, Any], optimizer: Any, scaler: Any, metrics:
         "metrics": [dict(m) for m in metrics],
         "optimizer": optimizer.state_dict(),
         "scheduler": {"name": record.schedule, "base_lr": record.base_lr, "step": step,
-                      "total_steps": record.total_steps, "steps_per_epoch": record.steps_per_epoch},
+                      "total_steps": record.total_steps, "steps_per_epoch": record.steps_per_epoch,
+                      "warmup_steps": record.warmup_steps},
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         "rng": {"torch": torch.get_rng_state()},
         "args": record.options,
+        "metadata": record.metadata,
     }
 
 
@@ -115,10 +99,53 @@ def save_outputs(out: Path, model: Any, optimizer: Any, scaler: Any, metrics: li
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_torch(out / CHECKPOINT, checkpoint_dict(state, optimizer, scaler, metrics, epoch, step, record))
     save_torch(out / "model.pth", state)
-    meta = {"spec_sha256": record.spec_sha256, "epoch": str(epoch)}
+    meta = {"spec_sha256": record.spec_sha256, "epoch": str(epoch), **safetensors_metadata(record.metadata)}
     write_atomic(out / "model.safetensors", st_save(state, metadata=meta))
     write_metrics(out, metrics)
     plot_curves(out, metrics, record.title)
+
+
+def run_metadata(preprocessing_json: str, class_names: tuple[str, ...], init_weights: str | None,
+                 init_notes: list[str], freeze: list[str], norm_eval: bool) -> dict[str, Any]:
+    """What a model needs beside its weights (preprocessing, class names) and how it was fine-tuned,
+    as plain values: checkpoint.pt keeps them under "metadata", model.safetensors as JSON strings."""
+    return {"preprocessing": preprocessing_json, "class_names": list(class_names),
+            "init_weights": init_weights, "init_weights_changes": list(init_notes),
+            "freeze": list(freeze), "norm_eval": norm_eval}
+
+
+JSON_METADATA = ("class_names", "freeze", "norm_eval", "init_weights_changes", "epoch")
+
+
+def safetensors_metadata(metadata: dict[str, Any]) -> dict[str, str]:
+    """safetensors metadata holds strings: text as is (`preprocessing` stays Preprocessing.to_json
+    text), lists and flags as JSON, None left out."""
+    return {k: v if k not in JSON_METADATA else json.dumps(v) for k, v in metadata.items() if v is not None}
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of a run's checkpoint.pt or model.safetensors, without unpickling anything:
+    `preprocessing` (Preprocessing.to_json text), `class_names` (list), `freeze`, `norm_eval`,
+    `init_weights`, `init_weights_changes`, `spec_sha256`, `epoch`. UsageError for other files."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        from safetensors import safe_open
+        try:
+            with safe_open(str(p), framework="numpy") as f:
+                raw = dict(f.metadata() or {})
+        except Exception as e:  # noqa: BLE001 - any read failure is a bad input file
+            raise UsageError(f"{p}: not a readable safetensors file ({type(e).__name__})") from None
+        meta: dict[str, Any] = {"init_weights": None}
+        for k, v in raw.items():
+            try:
+                meta[k] = json.loads(v) if k in JSON_METADATA else v
+            except ValueError:
+                raise UsageError(f"{p}: metadata {k} is not valid JSON") from None
+        return meta
+    ck = load_checkpoint(p)
+    meta = dict(ck.get("metadata") or {})
+    meta.update(spec_sha256=ck.get("spec_sha256"), epoch=int(ck["epoch"]))
+    return meta
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -136,18 +163,31 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ck
 
 
+RESUME_SAME = {"optimizer": "sgd", "freeze": None, "norm_eval": False}  # settings and their old default
+
+
 def restore(ck_path: Path, spec: str, spec_sha256: str, model: Any, optimizer: Any,
-            scaler: Any) -> tuple[int, list[dict[str, float]]]:
-    """Load weights, optimizer, scaler and RNG state from `ck_path`; returns (epochs done, metrics)."""
+            scaler: Any, settings: dict[str, Any] | None = None) -> tuple[int, list[dict[str, float]]]:
+    """Load weights, optimizer, scaler and RNG state from `ck_path`; returns (epochs done, metrics).
+    `settings` (RESUME_SAME's keys) must equal the run's recorded ones: they shape the optimizer."""
     import torch
     ck = load_checkpoint(ck_path)
     if ck.get("spec_sha256") not in (None, spec_sha256):
         raise UsageError(f"{ck_path}: was trained from a different spec than {spec}")
+    recorded = ck.get("args") if isinstance(ck.get("args"), dict) else {}
+    for key, now in (settings or {}).items():
+        was = recorded.get(key, RESUME_SAME.get(key))
+        if was != now:
+            raise UsageError(f"{ck_path}: was trained with {key} {was!r}, not {now!r}; resume with the "
+                             f"same setting")
     try:
         model.load_state_dict(ck["state_dict"])
     except RuntimeError as e:
         raise UsageError(f"{ck_path}: weights do not fit {spec}: {str(e).splitlines()[0]}") from None
-    optimizer.load_state_dict(ck["optimizer"])
+    try:
+        optimizer.load_state_dict(ck["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise UsageError(f"{ck_path}: its optimizer state does not fit this run ({e})") from None
     if ck.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(ck["scaler"])
     if isinstance(ck.get("rng"), dict) and isinstance(ck["rng"].get("torch"), torch.Tensor):

@@ -1,4 +1,4 @@
-"""The per-step and per-epoch work: the learning-rate schedule, the data loader, one epoch of SGD
+"""The per-step and per-epoch work: the learning-rate schedule, the data loader, one epoch of training
 and one pass of evaluation.
 
 What is built once per run (model, optimiser, data) comes in from run.py; whatever differs across
@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..data import fit_batch
@@ -23,8 +24,12 @@ if TYPE_CHECKING:  # torch is imported where it is used
 EVAL_BATCH = 256  # the smallest evaluation batch per rank
 
 
-def lr_at(schedule: str, base: float, step: int, total: int) -> float:
-    """Learning rate for optimizer step `step` (0-based) of `total`."""
+def lr_at(schedule: str, base: float, step: int, total: int, warmup: int = 0) -> float:
+    """Learning rate for optimizer step `step` (0-based) of `total`: a linear rise over the first
+    `warmup` steps (base/warmup, 2*base/warmup, ..., base), then the schedule over the rest."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    step, total = step - warmup, total - warmup
     if schedule == "constant" or total <= 0:
         return base
     t = min(step, total) / total
@@ -77,6 +82,18 @@ class Trainer:
     base_lr: float
     total_steps: int
     step: int = 0
+    warmup_steps: int = 0
+    resize: str = "bilinear"  # the spec's input.resize
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None  # the spec's mean/std
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # training batches only
+    label_smoothing: float = 0.0
+    eval_modules: list[Any] = field(default_factory=list)  # norms kept in eval mode while training
+
+    def train_mode(self) -> None:
+        """The bare module in training mode, except the modules kept in eval mode."""
+        self.raw.train()
+        for m in self.eval_modules:
+            m.eval()
 
     def autocast(self) -> AbstractContextManager[Any]:
         """Mixed precision at `amp`, or autocast explicitly off."""
@@ -85,11 +102,16 @@ class Trainer:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.amp)
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch on the device, resized and converted to the spec's input, in the memory format."""
+    def prepare(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """A batch on the device as the network takes it: resized and converted to the spec's input,
+        augmented (training only), normalised, in the memory format."""
         import torch
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = fit_batch(x.to(self.device, non_blocking=True), self.channels, self.size)
+        x = fit_batch(x.to(self.device, non_blocking=True), self.channels, self.size, self.resize)
+        if train and self.augment is not None:
+            x = self.augment(x)
+        if self.normalize is not None:
+            x = self.normalize(x)
         return x.contiguous(memory_format=fmt)
 
 
@@ -103,16 +125,16 @@ class EpochStats:
 
 
 def train_step(t: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """One SGD step at the schedule's rate; returns ([loss * n, correct, n], the rate)."""
+    """One optimizer step at the schedule's rate; returns ([loss * n, correct, n], the rate)."""
     import torch
     import torch.nn.functional as F
-    lr = lr_at(t.schedule, t.base_lr, t.step, t.total_steps)
+    lr = lr_at(t.schedule, t.base_lr, t.step, t.total_steps, t.warmup_steps)
     for g in t.optimizer.param_groups:
         g["lr"] = lr
-    x, y = t.prepare(xb), yb.to(t.device, non_blocking=True)
+    x, y = t.prepare(xb, train=True), yb.to(t.device, non_blocking=True)
     with t.autocast():
         logits = t.model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
     t.optimizer.zero_grad(set_to_none=True)
     t.scaler.scale(loss).backward()
     t.scaler.step(t.optimizer)
@@ -141,7 +163,7 @@ def _synchronize(device: torch.device) -> None:
 def train_epoch(t: Trainer, loader: Any, dist: Dist, desc: str) -> EpochStats:
     """One pass over this rank's batches; sums are reduced over ranks and BN buffers taken from rank 0."""
     import torch
-    t.raw.train()
+    t.train_mode()
     sums = torch.zeros(3, device=t.device, dtype=torch.float64)  # loss*n, correct, n
     bar = _progress_bar(len(loader), desc, dist)
     _synchronize(t.device)

@@ -12,6 +12,13 @@ from typing import Any
 
 from ..args import Parser, nonnegative_float, nonnegative_int, positive_int
 from ..errors import UsageError
+from ..messages import did_you_mean
+
+# what --lr, --momentum and --weight-decay default to for each optimizer
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "sgd": {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.0},  # the chapter's
+    "adamw": {"lr": 1e-3, "weight_decay": 0.05},  # a common fine-tuning choice (DeiT, ConvNeXt)
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
     _add_data_options(p)
     _add_optimisation_options(p)
+    _add_finetune_options(p)
     _add_run_options(p)
     return p
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    """--dataset, --data-dir, --download, --workers."""
+    """--dataset, --data-dir, --download, --workers, --augment."""
     from ..data import DATASETS
+    from .augment import AUGMENTATIONS
     d = p.add_argument_group("data")
     d.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="fashion-mnist: IDX files in --data-dir; digits: scikit-learn's 8x8 digits "
@@ -38,23 +47,66 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--download", action="store_true", help="fetch missing Fashion-MNIST files")
     d.add_argument("--workers", type=nonnegative_int, default=0,
                    help="DataLoader worker processes (default 0)")
+    d.add_argument("--augment", choices=AUGMENTATIONS, default="none",
+                   help="per-image training augmentation at the spec's size: none (default), crop-flip "
+                        "(reflect-pad by 1/8, random crop, horizontal flip) or random-resized-crop "
+                        "(8-100%% of the area, horizontal flip)")
 
 
 def _add_optimisation_options(p: argparse.ArgumentParser) -> None:
-    """--epochs, --batch-size, --lr, --momentum, --weight-decay, --schedule, --seed."""
+    """--epochs, --batch-size, --optimizer, --lr, --momentum, --weight-decay, --schedule,
+    --warmup-epochs, --label-smoothing, --seed."""
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=positive_int, default=10, help="epochs (default 10)")
     o.add_argument("--batch-size", type=positive_int, default=128,
                    help="global batch size, split across ranks under torchrun (default 128)")
-    o.add_argument("--lr", type=nonnegative_float, default=0.05, help="peak SGD learning rate (default 0.05)")
-    o.add_argument("--momentum", type=nonnegative_float, default=0.0,
-                   help="SGD momentum (default 0, as the chapter)")
-    o.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="L2 weight decay (default 0)")
+    o.add_argument("--optimizer", choices=tuple(OPTIMIZER_DEFAULTS), default="sgd",
+                   help="sgd (default, the chapter's) or adamw (decoupled weight decay)")
+    o.add_argument("--lr", type=nonnegative_float,
+                   help="peak learning rate (default: 0.05 for sgd, 0.001 for adamw)")
+    o.add_argument("--momentum", type=nonnegative_float,
+                   help="SGD momentum (default 0, as the chapter; sgd only)")
+    o.add_argument("--weight-decay", type=nonnegative_float,
+                   help="weight decay (default: 0 for sgd, L2; 0.05 for adamw, decoupled)")
     o.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
                    help="learning rate per step: cosine to zero (default), step (x0.1 at 50%% and 75%%) "
                         "or constant (the chapter's)")
+    o.add_argument("--warmup-epochs", type=nonnegative_int, default=0,
+                   help="rise linearly to the peak rate over this many epochs, then follow --schedule "
+                        "(default 0)")
+    o.add_argument("--label-smoothing", type=_smoothing, default=0.0,
+                   help="cross-entropy label smoothing in [0, 1) (default 0)")
     o.add_argument("--seed", type=int, default=0,
                    help="seed for initialisation, data order and the digits/folder split (default 0)")
+
+
+def _add_finetune_options(p: argparse.ArgumentParser) -> None:
+    """--init-weights, --freeze, --norm-eval."""
+    f = p.add_argument_group("fine-tuning")
+    f.add_argument("--init-weights", metavar="FILE",
+                   help="start from these weights (.pt/.pth state_dict or training checkpoint, or "
+                        ".safetensors; torchvision and timm keys): a classifier of another class "
+                        "count is reset, a first conv of another channel count adapted")
+    f.add_argument("--freeze", type=_names, metavar="NAMES",
+                   help="comma list of parts to keep fixed: stem (every module before the first "
+                        "stage), stage names (layer1) or top-level modules (conv1, fc); their norm "
+                        "layers stay in eval mode")
+    f.add_argument("--norm-eval", action="store_true",
+                   help="keep every norm layer in eval mode while training (running statistics fixed)")
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty name (give a comma list like stem,layer1)")
+    return names
+
+
+def _smoothing(text: str) -> float:
+    value = nonnegative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be below 1")
+    return value
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -83,8 +135,34 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Parsed options (a UsageError for bad ones)."""
-    return build_parser().parse_args(argv)
+    """Parsed options with the optimizer's defaults filled in (a UsageError for bad ones)."""
+    args = build_parser().parse_args(argv)
+    defaults = OPTIMIZER_DEFAULTS[args.optimizer]
+    if args.optimizer != "sgd" and args.momentum is not None:
+        raise UsageError(f"--momentum applies to --optimizer sgd, not {args.optimizer} (it uses betas "
+                         f"0.9, 0.999)")
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.warmup_epochs >= args.epochs:
+        raise UsageError(f"--warmup-epochs {args.warmup_epochs} must be less than --epochs {args.epochs}")
+    if args.freeze is not None:
+        args.freeze = list(dict.fromkeys(args.freeze))  # once each, in the order given
+    return args
+
+
+def check_init_weights(path: str | None) -> None:
+    """--init-weights must name a file; checked before any data is loaded."""
+    if path is not None and not Path(path).is_file():
+        raise UsageError(f"--init-weights {path}: no such file")
+
+
+def check_freeze(names: list[str] | None, targets: dict[str, Any]) -> None:
+    """Every --freeze name must be a part of the network (`targets`: freeze.freeze_targets)."""
+    for name in names or ():
+        if name not in targets:
+            raise UsageError(f"--freeze {name}: no such part of the network{did_you_mean(name, targets)} "
+                             f"(parts: {', '.join(targets)})")
 
 
 def check_device(choice: str) -> None:
@@ -132,5 +210,8 @@ def _check_fashion_mnist_folder(data_dir: str | None) -> None:
 
 
 def plain_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The options as plain values (str, int, float, bool, None), as a checkpoint records them."""
-    return {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool)) or v is None}
+    """The options as plain values (str, int, float, bool, None, lists of str), as a checkpoint
+    records them."""
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in vars(args).items()
+            if isinstance(v, (str, int, float, bool)) or v is None
+            or (isinstance(v, list) and all(isinstance(e, str) for e in v))}

@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..data import Dataset, check_channels, download_fashion_mnist, load_dataset
 from ..errors import UsageError
+from ..preprocessing import Preprocessing
 from . import options
-from .checkpoint import CHECKPOINT, RunRecord, restore, save_outputs, weights_hash
+from .augment import make_augment
+from .checkpoint import CHECKPOINT, RESUME_SAME, RunRecord, restore, run_metadata, save_outputs, weights_hash
 from .distributed import Dist, barrier, log, wrap_ddp
+from .freeze import freeze, freeze_targets, norm_modules
 from .loop import Trainer, check_finite, evaluate, format_row, make_loader, metrics_row, train_epoch
 
 if TYPE_CHECKING:  # torch is imported where it is used
@@ -35,6 +38,8 @@ class Plan:
     out: Path
     channels: int
     size: tuple[int, int]
+    preprocessing: Preprocessing
+    freeze: tuple[str, ...] = ()  # module paths --freeze covers
 
     @property
     def ck_path(self) -> Path:
@@ -61,7 +66,11 @@ def plan_run(args: argparse.Namespace, dist: Dist) -> Plan:
     out = Path(args.out or Path("runs") / net.name)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
-    plan = Plan(net, out, channels, (height, width))
+    options.check_init_weights(args.init_weights)
+    targets = freeze_targets(net)
+    options.check_freeze(args.freeze, targets)
+    covered = tuple(dict.fromkeys(p for name in args.freeze or () for p in targets[name]))
+    plan = Plan(net, out, channels, (height, width), Preprocessing.from_spec(net.spec), covered)
     options.check_fresh_start(args, plan.ck_path)
     options.check_batch_split(args.batch_size, dist.world)
     return plan
@@ -74,7 +83,8 @@ def load_data(args: argparse.Namespace, dist: Dist, plan: Plan) -> Dataset:
         if dist.main:
             download_fashion_mnist(args.data_dir)
         barrier(dist)
-    data = load_dataset(args.dataset, args.data_dir, plan.channels, plan.size, seed=args.seed)
+    data = load_dataset(args.dataset, args.data_dir, plan.channels, plan.size, seed=args.seed,
+                        resize=plan.preprocessing.resize)
     check_channels(data.image_shape[0], plan.channels)
     num_classes = plan.net.graph.graph["num_classes"]
     top = int(max(data.train_labels.max(), data.test_labels.max()))
@@ -106,20 +116,75 @@ def configure_torch(device: torch.device, seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_trainer(args: argparse.Namespace, plan: Plan, device: torch.device) -> Trainer:
-    """The seeded model on `device` with its SGD optimizer and loss scaler (schedule length set later)."""
+def load_init_weights(model: torch.nn.Module, path: str, net: Any) -> list[str]:
+    """Copy a pretrained state_dict into `model`, fitted to the spec (finetune.fit_state_dict);
+    returns the notes on what was adapted or reset."""
+    import numpy as np
+    import torch
+
+    from ..finetune import fit_state_dict
+    from ..weights import load_checkpoint
+    own = model.state_dict()
+    fresh = {k: v.detach().cpu().numpy() for k, v in own.items()}
+    fitted = fit_state_dict(net.graph, load_checkpoint(path), fresh)
+    with torch.no_grad():
+        for k, v in own.items():
+            if k in fitted.state_dict:
+                v.copy_(torch.from_numpy(np.array(fitted.state_dict[k])).reshape(v.shape))
+    return fitted.notes
+
+
+def make_optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD or AdamW over the parameters that train (frozen ones are left out, so weight decay and
+    momentum cannot move them)."""
+    import torch
+    params = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
+def freeze_parts(args: argparse.Namespace, plan: Plan, model: torch.nn.Module, dist: Dist) -> list[Any]:
+    """Freeze what --freeze names and log it; returns the norm layers to keep in eval mode (those
+    of the frozen parts, or all of them with --norm-eval)."""
+    frozen = freeze(model, plan.freeze)
+    if frozen and len(frozen) == len(list(model.parameters())):
+        raise UsageError("every parameter is frozen: nothing left to train")
+    if args.freeze:
+        total = sum(p.numel() for p in model.parameters())
+        fixed = sum(model.get_parameter(n).numel() for n in frozen)
+        log(dist, f"frozen: {', '.join(args.freeze)} ({len(frozen)} tensors, {fixed:,} of {total:,} "
+                  f"parameters; their norm layers in eval mode)")
+    eval_norms = norm_modules(model, plan.net.graph, None if args.norm_eval else plan.freeze)
+    if args.norm_eval:
+        log(dist, f"norm eval: {len(eval_norms)} norm layers stay in eval mode (running statistics fixed)")
+    return eval_norms
+
+
+def build_trainer(args: argparse.Namespace, plan: Plan, device: torch.device,
+                  dist: Dist) -> tuple[Trainer, list[str]]:
+    """The seeded model on `device` (pretrained weights loaded, parts frozen) with its optimizer and
+    loss scaler (schedule length set later); also the notes on fitting the pretrained weights."""
     import torch
     amp = pick_amp(args.amp, device)
     channels_last = device.type == "cuda" if args.channels_last is None else args.channels_last
     configure_torch(device, args.seed)
-    model = plan.net.build_torch().to(device)
+    model = plan.net.build_torch()
+    notes = load_init_weights(model, args.init_weights, plan.net) if args.init_weights else []
+    for note in notes:
+        log(dist, f"init weights {args.init_weights}: {note}")
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
+    eval_norms = freeze_parts(args, plan, model, dist)
+    optimizer = make_optimizer(args, model)
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
+    augment = make_augment(args.augment, plan.size)
+    normalize = plan.preprocessing.normalize_torch if plan.preprocessing.mean is not None else None
     return Trainer(model, model, optimizer, scaler, device, amp, channels_last, plan.channels, plan.size,
-                   args.schedule, args.lr, total_steps=0)
+                   args.schedule, args.lr, total_steps=0, resize=plan.preprocessing.resize,
+                   normalize=normalize, augment=augment, label_smoothing=args.label_smoothing,
+                   eval_modules=eval_norms), notes
 
 
 def wrap_model(t: Trainer, args: argparse.Namespace, dist: Dist) -> None:
@@ -142,24 +207,31 @@ def log_header(args: argparse.Namespace, dist: Dist, plan: Plan, data: Dataset, 
     log(dist, f"training {net.name} ({net.total_params:,} params) on {data.name}: "
               f"{len(data.train_labels)} train / {len(data.test_labels)} test images, "
               f"{'x'.join(map(str, data.image_shape))} -> {plan.channels}x{height}x{width}")
+    opt = (f"SGD lr {args.lr:g} momentum {args.momentum:g}" if args.optimizer == "sgd"
+           else f"AdamW lr {args.lr:g}")
+    extras = "".join(f" | {label} {value}" for label, value, default in (
+        ("warmup epochs", args.warmup_epochs, 0), ("label smoothing", args.label_smoothing, 0.0),
+        ("augment", args.augment, "none")) if value != default)
     log(dist, f"world size: {dist.world} | device {t.device}{' (DDP)' if dist.world > 1 else ''} | "
-              f"batch {args.batch_size} ({args.batch_size // dist.world}/rank) | SGD lr {args.lr:g} "
-              f"momentum {args.momentum:g} wd {args.weight_decay:g} {args.schedule} | amp {amp_name} | "
+              f"batch {args.batch_size} ({args.batch_size // dist.world}/rank) | {opt} "
+              f"wd {args.weight_decay:g} {args.schedule}{extras} | amp {amp_name} | "
               f"channels_last {'on' if t.channels_last else 'off'} | "
               f"compile {'on' if args.compile else 'off'} | "
               f"epochs {start_epoch + 1}..{args.epochs} | out {plan.out}")
 
 
 def run_epochs(args: argparse.Namespace, dist: Dist, plan: Plan, data: Dataset, t: Trainer,
-               start_epoch: int, metrics: list[dict[str, float]]) -> None:
+               start_epoch: int, metrics: list[dict[str, float]], metadata: dict[str, Any]) -> None:
     """Train from `start_epoch` to the last epoch of this run; rank 0 reports and saves after each."""
     loader, sampler = make_loader(data.train_images, data.train_labels, dist, args.batch_size, args.seed,
                                   args.workers, pin_memory=t.device.type == "cuda")
     t.total_steps = len(loader) * args.epochs
+    t.warmup_steps = len(loader) * args.warmup_epochs
     t.step = start_epoch * len(loader)
     record = RunRecord(json.dumps(plan.net.spec.model_dump(mode="json"), sort_keys=True),
                        plan.net.graph.graph["spec_sha256"], options.plain_values(args), args.schedule,
-                       args.lr, t.total_steps, len(loader), f"{plan.net.name} on {args.dataset}")
+                       args.lr, t.total_steps, len(loader), f"{plan.net.name} on {args.dataset}", metadata,
+                       t.warmup_steps)
     log_header(args, dist, plan, data, t, start_epoch)
     if dist.main:
         plan.out.mkdir(parents=True, exist_ok=True)
@@ -178,16 +250,19 @@ def train(args: argparse.Namespace, dist: Dist, device: torch.device) -> int:
     """Train as `args` says on `device` (inside the process group, if any); returns the exit code."""
     plan = plan_run(args, dist)
     data = load_data(args, dist, plan)
-    t = build_trainer(args, plan, device)
+    t, notes = build_trainer(args, plan, device, dist)
+    metadata = run_metadata(plan.preprocessing.to_json(), data.classes, args.init_weights, notes,
+                            args.freeze or [], args.norm_eval)
     start_epoch, metrics = 0, []
     if args.resume:
+        settings = {k: getattr(args, k) for k in RESUME_SAME}
         start_epoch, metrics = restore(plan.ck_path, args.spec, plan.net.graph.graph["spec_sha256"],
-                                       t.raw, t.optimizer, t.scaler)
+                                       t.raw, t.optimizer, t.scaler, settings)
         if start_epoch >= args.epochs:
             log(dist, f"{plan.ck_path}: already trained {start_epoch} of {args.epochs} epochs; nothing to do")
             return 0
     wrap_model(t, args, dist)
-    run_epochs(args, dist, plan, data, t, start_epoch, metrics)
+    run_epochs(args, dist, plan, data, t, start_epoch, metrics, metadata)
     if args.print_weights_hash:
         print(f"rank {dist.rank} weights sha256 {weights_hash(t.raw.state_dict())}", flush=True)
     if dist.main:
