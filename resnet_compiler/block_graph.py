@@ -144,7 +144,7 @@ def _path(start: str, goal: str, deps: dict[str, list[str]]) -> list[str]:
         node, path = stack.pop()
         if node == goal:
             return path
-        for nxt in deps.get(node, []):
+        for nxt in reversed(deps.get(node, [])):  # the first input is explored first
             if nxt not in seen:
                 seen.add(nxt)
                 stack.append((nxt, [*path, nxt]))

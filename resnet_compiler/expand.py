@@ -136,6 +136,9 @@ class _Expander:
         sources = opdef.sources(op, self.ctx)
         fields = opdef.expression_fields()
         exprs = {k: Expr.parse(v) for k, v in sources.items() if k in fields}
+        for key in opdef.size_lists:  # a list of sizes: one expression per item
+            for i, item in enumerate(sources.get(key, ())):
+                exprs[f"{key}[{i}]"] = Expr.parse(item)
         when = Expr.parse(op.when) if op.when is not None else None
         return OpTemplate(name, op.op, sources, exprs, when)
 
@@ -157,8 +160,9 @@ class _Expander:
                 continue
             if isinstance(v, bool) or not isinstance(v, int):
                 raise fail(key, f"{e.source} = {v!r}; sizes must be whole numbers")
-            if v < sizes[key]:
-                raise fail(key, f"{e.source} = {v}; must be at least {sizes[key]}")
+            minimum = sizes[key] if key in sizes else opdef.size_lists[key.partition("[")[0]]
+            if v < minimum:
+                raise fail(key, f"{e.source} = {v}; must be at least {minimum}")
             values[key] = v
         return values
 
@@ -254,8 +258,9 @@ class _Expander:
         out = []
         for i, (op, name) in enumerate(zip(ops, names, strict=True)):
             origin = (*section, i)
-            if op.when is not None:
-                raise self.error((*origin, "when"), "'when' is only meaningful inside a block")
+            for key in ("when", "input"):
+                if getattr(op, key) is not None:
+                    raise self.error((*origin, key), f"{key!r} is only meaningful inside a block")
             self.place(name, (*origin, "name") if "." in name else origin)
             concrete = self.substitute(op, self.top_layers, origin)
             if concrete is None:
