@@ -30,6 +30,8 @@ PEERS: dict[str, Callable[[], torch.nn.Module]] = {
     "ecaresnet50d": lambda: timm.create_model("ecaresnet50d"),
     "resnetblur50": lambda: timm.create_model("resnetblur50"),
     "resnetv2_50x1_bit": lambda: timm.create_model("resnetv2_50x1_bit"),
+    "skresnet18": lambda: timm.create_model("skresnet18"),
+    "res2net50_26w_4s": lambda: timm.create_model("res2net50_26w_4s"),
 }
 
 
