@@ -189,12 +189,16 @@ class Spec(Library):
     output_stride: Literal[8, 16, 32] | None = Field(
         None, description="Replace the last stages' strides by dilation (timm's output_stride).")
 
+    def canonical_json(self) -> str:
+        """The normalised spec as compact JSON with sorted keys, settings left at their defaults
+        left out: `compile(json.loads(text))` rebuilds the same network (ONNX metadata)."""
+        return json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
+                          separators=(",", ":"))
+
     def sha256(self) -> str:
         """Hash of the normalised spec: the same network gives the same hash (settings left at
         their defaults are left out, so new settings do not change old specs' hashes)."""
-        text = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
-                          separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
 def json_schema() -> dict[str, Any]:
