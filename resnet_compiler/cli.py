@@ -15,6 +15,9 @@ from .args import Parser, positive_int, sizes_list
 from .errors import SpecError, UsageError, VerificationError
 
 EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary")
+# emit/onnx.py's and data.py's, named here so that --check imports neither onnx nor numpy
+DTYPES = ("fp32", "fp16", "bf16")
+DATASETS = ("fashion-mnist", "digits", "folder")
 
 
 def compile_parser() -> argparse.ArgumentParser:
@@ -32,10 +35,24 @@ def compile_parser() -> argparse.ArgumentParser:
                                          "text formats)")
     p.add_argument("--weights", help="state_dict checkpoint (.pt/.pth via torch.load("
                                      "weights_only=True), or .safetensors) for onnx / --verify")
-    p.add_argument("--opset", type=positive_int, help="ONNX opset, 13 to 22 (default: 21, which "
-                                                    "onnxruntime 1.20 and later run)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset, 13 to 26 (default: 21, which "
+                                                    "onnxruntime 1.20 and later run; 22 for bf16)")
     p.add_argument("--dynamic-hw", action="store_true",
                    help="ONNX input of any height and width (the graph keeps the spec's shapes)")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="ONNX weights and compute in fp16 or bf16 (reductions and norms stay "
+                        "fp32); for --emit onnx and --verify (default: fp32)")
+    p.add_argument("--keep-io-types", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --dtype fp16|bf16: fp32 input and output, cast inside (default: on)")
+    p.add_argument("--quantize", choices=("int8",),
+                   help="int8 ONNX by onnxruntime's static QDQ quantization (per-channel), "
+                        "calibrated on --calibrate DATASET; prints agreement and accuracies")
+    p.add_argument("--calibrate", choices=DATASETS, metavar="DATASET",
+                   help=f"calibration data for --quantize: {', '.join(DATASETS)} (the train "
+                        f"command's datasets, with the spec's preprocessing)")
+    p.add_argument("--data-dir", help="folder of the --calibrate dataset (fashion-mnist, folder)")
+    p.add_argument("--calibration-images", type=positive_int, default=None,
+                   help="training images to calibrate on (default: 256)")
     p.add_argument("--no-fold-bn", action="store_true",
                    help="keep BatchNormalization nodes instead of folding them into convs")
     p.add_argument("--batch", type=positive_int,
@@ -82,6 +99,7 @@ def _run_compile(argv: Sequence[str]) -> int:
         raise UsageError("resnet-compile: --dynamic-hw is for --emit onnx")
     if args.weights and not (args.emit == "onnx" or args.verify):
         raise UsageError("resnet-compile: --weights is used by --emit onnx and --verify")
+    _check_precision_flags(args)
 
     if args.check and args.emit and args.output:
         raise UsageError("resnet-compile: -o names one file; give it to --check or to --emit")
@@ -106,25 +124,61 @@ def _run_compile(argv: Sequence[str]) -> int:
         _emit_text_or_file(text, args.output)
     elif args.emit == "dot":
         _emit_text_or_file(net.to_dot(), args.output)
+    elif args.emit == "onnx" and args.quantize:
+        from .quantize import DEFAULT_CALIBRATION_IMAGES, quantize_int8
+        qreport = quantize_int8(net, args.output, weights=args.weights, dataset=args.calibrate,
+                                data_dir=args.data_dir, calibration_images=args.calibration_images
+                                or DEFAULT_CALIBRATION_IMAGES, opset=args.opset,
+                                fold_bn=not args.no_fold_bn)
+        print(qreport.format(), end="")
+        _wrote(args.output)
     elif args.emit == "onnx":
         net.to_onnx(args.output, weights=args.weights, opset=args.opset,
-                    fold_bn=not args.no_fold_bn, batch=args.batch, dynamic_hw=args.dynamic_hw)
+                    fold_bn=not args.no_fold_bn, batch=args.batch, dynamic_hw=args.dynamic_hw,
+                    dtype=args.dtype, keep_io_types=args.keep_io_types)
         _wrote(args.output)
     if args.verify:
         from .verify import verify
         report = verify(net, weights=args.weights, batch=args.batch or 2, device=args.device,
-                        opset=args.opset, fold_bn=not args.no_fold_bn)
+                        opset=args.opset, fold_bn=not args.no_fold_bn, dtype=args.dtype,
+                        keep_io_types=args.keep_io_types)
         print(report.format())
         checks = []
         if args.sizes:
             from .verify import verify_sizes
             checks = verify_sizes(net, args.sizes, weights=args.weights, batch=args.batch or 2,
-                                  opset=args.opset, fold_bn=not args.no_fold_bn)
+                                  opset=args.opset, fold_bn=not args.no_fold_bn, dtype=args.dtype,
+                                  keep_io_types=args.keep_io_types)
             print("  any height and width (--dynamic-hw), torch cpu vs onnxruntime cpu:")
             print("\n".join(c.format() for c in checks))
         if not report.ok or not all(c.ok for c in checks):
             raise VerificationError("torch and onnxruntime disagree beyond the tolerance")
     return 0
+
+
+def _check_precision_flags(args: argparse.Namespace) -> None:
+    """--dtype, --keep-io-types and the int8 flags: where they apply and what they exclude."""
+    onnx_out = args.emit == "onnx" or args.verify
+    if args.dtype != "fp32" and not onnx_out:
+        raise UsageError("resnet-compile: --dtype is for --emit onnx and --verify")
+    if args.dtype == "fp32" and not args.keep_io_types:
+        raise UsageError("resnet-compile: --no-keep-io-types goes with --dtype fp16|bf16")
+    if not args.quantize:
+        for flag, value in (("--calibrate", args.calibrate), ("--data-dir", args.data_dir),
+                            ("--calibration-images", args.calibration_images)):
+            if value is not None:
+                raise UsageError(f"resnet-compile: {flag} goes with --quantize int8")
+        return
+    if args.emit != "onnx":
+        raise UsageError("resnet-compile: --quantize is for --emit onnx")
+    if not args.calibrate:
+        raise UsageError("resnet-compile: --quantize int8 needs --calibrate DATASET (calibration"
+                         f" images: {', '.join(DATASETS)})")
+    for flag, bad in (("--dtype", args.dtype != "fp32"), ("--dynamic-hw", args.dynamic_hw),
+                      ("--batch", args.batch is not None)):
+        if bad:
+            raise UsageError(f"resnet-compile: --quantize int8 takes no {flag} (the int8 file "
+                             f"has fp32 input and output, a dynamic batch, the spec's size)")
 
 
 def _run_schema(argv: Sequence[str]) -> int:
