@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from .args import Parser, positive_int, sizes_list
+from .args import Parser, batch_list, nonnegative_int, positive_int, sizes_list
 from .errors import SpecError, UsageError, VerificationError
 
 EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary")
@@ -24,7 +24,8 @@ def compile_parser() -> argparse.ArgumentParser:
     p = Parser(prog="resnet-compile", description=(
         "Compile a ResNet-family spec (YAML/JSON) into a shape-checked graph, PyTorch source or "
         "ONNX. Other commands: `resnet-compile schema` prints the spec's JSON Schema; "
-        "`resnet-compile train SPEC ...` trains the network (see `resnet-compile train --help`)."))
+        "`resnet-compile train SPEC ...` trains the network (see `resnet-compile train --help`); "
+        "`resnet-compile bench MODEL` measures latency and throughput."))
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
     p.add_argument("--check", action="store_true",
                    help="validate and print the per-layer table and totals (needs no torch)")
@@ -194,12 +195,62 @@ def _run_schema(argv: Sequence[str]) -> int:
     return 0
 
 
+def _run_bench(argv: Sequence[str]) -> int:
+    p = Parser(prog="resnet-compile bench", description=(
+        "Latency percentiles and throughput per batch size: onnxruntime on an ONNX file, or for "
+        "a spec its ONNX file in onnxruntime beside the emitted PyTorch module (torch eager, and "
+        "torch.compile with --compile) on the same weights, in alternating rounds."))
+    p.add_argument("model", help="an ONNX file (.onnx) or a spec (.yaml, .yml, .json)")
+    p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu",
+                   help="onnxruntime provider and torch device (default: cpu)")
+    p.add_argument("--batch", type=batch_list, default=[1, 8, 32],
+                   help="batch sizes, comma-separated (default: 1,8,32)")
+    p.add_argument("--threads", type=positive_int, help="intra-op threads for onnxruntime and "
+                                                        "torch (default: their own choice)")
+    p.add_argument("--weights", help="state_dict checkpoint for a spec (default: seeded weights"
+                                     " with realistic BatchNorm statistics)")
+    p.add_argument("--compile", action="store_true", help="for a spec: also torch.compile")
+    p.add_argument("--runs", type=positive_int, default=20,
+                   help="timed runs per runtime and batch size (default: 20)")
+    p.add_argument("--warmup", type=nonnegative_int, default=3,
+                   help="untimed runs first (default: 3)")
+    p.add_argument("--rounds", type=positive_int, default=4,
+                   help="alternating rounds the timed runs are spread over (default: 4)")
+    p.add_argument("--csv", help="also write the table as CSV to this file")
+    p.add_argument("--json", help="also write the results as JSON to this file")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from .outputs import check_output_path, write_atomic
+    for out in (args.csv, args.json):
+        if out:
+            check_output_path(out)
+    if args.model.endswith(".onnx") and (args.weights or args.compile):
+        raise UsageError("resnet-compile bench: --weights and --compile are for a spec; an ONNX "
+                         "file has its weights and runs in onnxruntime only")
+    from .bench import bench, format_table, to_csv, to_json
+    rows, info = bench(args.model, args.provider, args.batch, args.threads, args.weights,
+                       args.compile, args.runs, args.warmup, args.rounds)
+    threads = f"{args.threads} threads" if args.threads else "default threads"
+    print(f"bench {info.get('name', args.model)}: {args.provider}, {threads}, {args.runs} timed "
+          f"runs after {args.warmup} warm-up runs, in {min(args.rounds, args.runs)} alternating "
+          f"rounds")
+    print(format_table(rows), end="")
+    if args.csv:
+        write_atomic(args.csv, to_csv(rows))
+        _wrote(args.csv)
+    if args.json:
+        write_atomic(args.json, to_json(rows, info))
+        _wrote(args.json)
+    return 0
+
+
 def _run_train(argv: Sequence[str]) -> int:
     from .train import main as train_main
     return train_main(list(argv))
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"schema": _run_schema, "train": _run_train}
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"schema": _run_schema, "train": _run_train,
+                                                       "bench": _run_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
