@@ -19,22 +19,22 @@ from resnet_compiler.emit.onnx import emit_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
-    "examples/custom_block.yaml": ('481437f4b447d12b', '4412f5dff95efb61'),
-    "examples/preact_wide_cifar.yaml": ('92dd574e2045fa8c', 'bdb56ad7033db72b'),
-    "examples/seed_resnext.yaml": ('059f8771e2952531', 'e1fe17de28afc1a5'),
-    "spec/resnet101.yaml": ('653d75bc10d6e428', 'ec312186acfa4271'),
-    "spec/resnet152.yaml": ('f129f01a94330f68', '8452d92d8154c2ac'),
-    "spec/resnet18.yaml": ('094d864f10e73341', '51dabb41bab11784'),
-    "spec/resnet18_fashion_mnist.yaml": ('46bd4f1432a84ed7', 'd0de9f04387b6cf8'),
-    "spec/resnet20_cifar.yaml": ('7defd5766582484e', '9f8290b30633713a'),
-    "spec/resnet34.yaml": ('24f8afe357b111ed', 'c457e67670f49b3d'),
-    "spec/resnet50.yaml": ('413a1207f07dd8f6', 'd0aaebee75a4d924'),
-    "spec/resnet50d.yaml": ('527b1e88fe5e8517', '680cdb0a19dbafb7'),
-    "spec/resnetv2_50.yaml": ('c05d284761897580', 'f8877265eb5ebfed'),
-    "spec/resnext101_32x8d.yaml": ('fa017fafd8649fa2', 'b8a4c4d5292aeb09'),
-    "spec/resnext50_32x4d.yaml": ('53e734c2719dd59b', '4fc57ffb110acdfc'),
-    "spec/seresnet50.yaml": ('94b4a19ca35f9456', '5bfe4b076ec1181e'),
-    "spec/wide_resnet50_2.yaml": ('c53169a348ceca7b', 'db6e0ee0e49fd40c'),
+    "examples/custom_block.yaml": ('481437f4b447d12b', '14360a78a98c0177'),
+    "examples/preact_wide_cifar.yaml": ('92dd574e2045fa8c', '2310623ca4880e68'),
+    "examples/seed_resnext.yaml": ('059f8771e2952531', '196233078b1a240a'),
+    "spec/resnet101.yaml": ('653d75bc10d6e428', '5c4b75ee028ec200'),
+    "spec/resnet152.yaml": ('f129f01a94330f68', '35c57bbd2b1b6ec3'),
+    "spec/resnet18.yaml": ('094d864f10e73341', 'e7d3aa853fd507a1'),
+    "spec/resnet18_fashion_mnist.yaml": ('46bd4f1432a84ed7', '765345e100e25a8d'),
+    "spec/resnet20_cifar.yaml": ('7defd5766582484e', 'de48600bf7cab7d9'),
+    "spec/resnet34.yaml": ('24f8afe357b111ed', '3c99dcb8491a3bb0'),
+    "spec/resnet50.yaml": ('413a1207f07dd8f6', '1dce477a1b142ad9'),
+    "spec/resnet50d.yaml": ('527b1e88fe5e8517', '139e1afda703dfb2'),
+    "spec/resnetv2_50.yaml": ('c05d284761897580', '0ad47884187fca99'),
+    "spec/resnext101_32x8d.yaml": ('fa017fafd8649fa2', '3460040ad7e7b25a'),
+    "spec/resnext50_32x4d.yaml": ('53e734c2719dd59b', 'f7e56027d300f83a'),
+    "spec/seresnet50.yaml": ('94b4a19ca35f9456', '4c1f0f466087fe39'),
+    "spec/wide_resnet50_2.yaml": ('c53169a348ceca7b', '8136b373a7f1862d'),
 }
 
 
