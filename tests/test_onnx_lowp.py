@@ -74,6 +74,19 @@ def test_fp16_within_tolerance_of_torch_fp32(spec) -> None:
     assert (want.argmax(1) == got.argmax(1)).all()
 
 
+def test_fp16_any_size() -> None:
+    net = rc.compile(MIX)
+    sd = init_weights(net.graph, realistic_bn=True)
+    model = net.build_torch().eval()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+    data = emit_onnx(net.graph, weights=sd, dtype="fp16", dynamic_hw=True)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).standard_normal((2, 3, 48, 40), dtype=np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert _rel(want, session.run(None, {"input": x})[0]) <= TOLERANCES["fp16"][0]
+
+
 def test_fp16_without_io_casts_takes_and_returns_fp16() -> None:
     net, sd, x, want = _setup(SMALL)
     data = emit_onnx(net.graph, weights=sd, dtype="fp16", keep_io_types=False)
