@@ -52,7 +52,7 @@ def compile_parser() -> argparse.ArgumentParser:
                    help=f"calibration data for --quantize: {', '.join(DATASETS)} (the train "
                         f"command's datasets, with the spec's preprocessing)")
     p.add_argument("--data-dir", help="folder of the --calibrate dataset (fashion-mnist, folder)")
-    p.add_argument("--calibration-images", type=positive_int, default=None,
+    p.add_argument("--calibration-images", type=positive_int, default=None, metavar="N",
                    help="training images to calibrate on (default: 256)")
     p.add_argument("--no-fold-bn", action="store_true",
                    help="keep BatchNormalization nodes instead of folding them into convs")
@@ -175,6 +175,8 @@ def _check_precision_flags(args: argparse.Namespace) -> None:
     if not args.calibrate:
         raise UsageError("resnet-compile: --quantize int8 needs --calibrate DATASET (calibration"
                          f" images: {', '.join(DATASETS)})")
+    if args.calibrate != "digits" and not args.data_dir:
+        raise UsageError(f"resnet-compile: --calibrate {args.calibrate} needs --data-dir DIR")
     for flag, bad in (("--dtype", args.dtype != "fp32"), ("--dynamic-hw", args.dynamic_hw),
                       ("--batch", args.batch is not None)):
         if bad:

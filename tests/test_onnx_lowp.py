@@ -113,7 +113,7 @@ def test_bf16_file_is_valid_and_holds_rounded_weights() -> None:
     for t in model.graph.initializer:  # the fp32 file's (folded) weights, rounded as torch does
         if t.data_type == BF16:
             bits = np.frombuffer(t.raw_data, dtype="<u2")
-            ref = torch.from_numpy(w32[t.name]).to(torch.bfloat16).view(torch.int16)
+            ref = torch.from_numpy(w32[t.name].copy()).to(torch.bfloat16).view(torch.int16)
             assert np.array_equal(bits, ref.numpy().view(np.uint16).ravel()), t.name
 
 

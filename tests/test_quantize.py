@@ -105,6 +105,8 @@ def test_int8_accuracy_within_one_point_of_fp32(trained: tuple[Path, Path], tmp_
       "-o", "q.onnx"], "--quantize int8 takes no --dtype"),
     (["--emit", "onnx", "--quantize", "int8", "--calibrate", "mnist", "-o", "q.onnx"],
      "invalid choice: 'mnist'"),
+    (["--emit", "onnx", "--quantize", "int8", "--calibrate", "fashion-mnist", "-o", "q.onnx"],
+     "--calibrate fashion-mnist needs --data-dir DIR"),
     (["--emit", "onnx", "--quantize", "int8", "--calibrate", "fashion-mnist", "--data-dir",
       "nowhere", "-o", "q.onnx"], "nowhere: data folder not found"),
 ])
