@@ -10,7 +10,7 @@ each distinct block is evaluated once per compile (resnet152's 36 identical laye
 
 from __future__ import annotations
 
-import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -597,11 +597,12 @@ class _Expander:
                 "", f"the network has {total_params:,} parameters ({format_bytes(total_params * 4)}"
                 f" in fp32), above the limit of {self.max_params:,}", self.doc.source)
         g = _digraph(self.nodes, self.edges)
-        text = spec.canonical_json()
-        g.graph.update(
+        data = spec.normalised()  # spec_text keeps the order of keys, which block params'
+        g.graph.update(           # order in the generated code follows
             name=spec.name, input_shape=tuple(self.nodes["input"]["shape"]),
-            num_classes=spec.num_classes, spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
-            spec_text=text, preprocessing=Preprocessing.from_spec(spec).to_json(),
+            num_classes=spec.num_classes, spec_sha256=spec.sha256_of(data),
+            spec_text=json.dumps(data, separators=(",", ":")),
+            preprocessing=Preprocessing.from_spec(spec).to_json(),
             compiler_version=__version__,
             output=self.layout.head[-1].node_id, total_params=total_params,
             total_macs=sum(d["macs"] for d in self.nodes.values()),

@@ -241,7 +241,7 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
                 raise
             why = str(e).split("cannot load it ", 1)[-1]
             report.not_run = (f"onnxruntime here has no bfloat16 kernels for this model {why};"
-                              f" the file passed the checks below")
+                              f" the file is checked below")
             return report
     report.ort_device = session_device(session)
     feed = {session.get_inputs()[0].name: _as_input(x_np, session)}

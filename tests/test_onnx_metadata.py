@@ -3,11 +3,15 @@ sha256), the input preprocessing, and class names when given."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import onnx
 import pytest
+from conftest import examples
+from hypothesis import given, settings
+from strategies import valid_specs
 from support import EXAMPLE_SPECS, ROOT, SPECS
 
 import resnet_compiler as rc
@@ -33,6 +37,15 @@ def test_spec_text_rebuilds_the_same_network(spec: Path) -> None:
     assert again.to_torch_source() == net.to_torch_source()
 
 
+@settings(max_examples=examples(40), deadline=None)
+@given(valid_specs(max_side=256))
+def test_spec_text_of_random_specs_rebuilds_them(spec: dict) -> None:
+    net = rc.compile(spec)
+    again = rc.compile(json.loads(net.graph.graph["spec_text"]))
+    assert again.graph.graph["spec_sha256"] == net.graph.graph["spec_sha256"]
+    assert again.to_torch_source() == net.to_torch_source()
+
+
 def test_onnx_carries_spec_preprocessing_and_class_names(tmp_path: Path) -> None:
     net = rc.compile(ROOT / "spec" / "resnet18.yaml")
     meta = _meta(emit_onnx(net.graph))
@@ -40,6 +53,8 @@ def test_onnx_carries_spec_preprocessing_and_class_names(tmp_path: Path) -> None
     assert meta["spec_sha256"] == net.graph.graph["spec_sha256"]
     assert rc.compile(json.loads(meta["spec_text"])).graph.graph["spec_sha256"] \
         == meta["spec_sha256"]
+    canonical = json.dumps(json.loads(meta["spec_text"]), sort_keys=True, separators=(",", ":"))
+    assert hashlib.sha256(canonical.encode()).hexdigest() == meta["spec_sha256"]
     pre = Preprocessing.from_json(meta[METADATA_KEY])
     assert pre == Preprocessing.from_spec(net.spec)
     assert (pre.channels, pre.height, pre.width) == (3, 224, 224)

@@ -12,7 +12,7 @@ opsets 23 to 26 raise the IR version to the lowest that defines them (26 needs 1
 onnxruntime 1.31 loads).
 
 Metadata (model properties, read by `infer`): `spec_name`, `spec_sha256`, `spec_text` (the
-canonical JSON of the spec, whose sha256 is `spec_sha256`), `preprocessing` (JSON, see
+normalised spec as JSON; sorted, its sha256 is `spec_sha256`), `preprocessing` (JSON, see
 preprocessing.py), `class_names` (a JSON list, when given), `compiler_version`, `bn_folded`, and
 `dtype` for fp16 / bf16 files.
 """
