@@ -13,8 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import ROOT, run_cli
-from test_onnx_opsets import MIX
+from support import MIX, ROOT, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.cli import main as cli_main

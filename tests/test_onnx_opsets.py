@@ -12,33 +12,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from support import run_cli
+from support import MIX, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.emit.onnx import MAX_OPSET, MIN_OPSET, emit_onnx
 from resnet_compiler.weights import init_weights
-
-MIX = {
-    "name": "opset_mix",
-    "input": {"channels": 3, "height": 32, "width": 32},
-    "num_classes": 10,
-    "defaults": {"shortcut": "avgpool_conv_bn"},
-    "stem": [
-        {"op": "std_conv", "name": "conv1", "channels": 16, "kernel": 3},
-        {"op": "gn", "name": "gn1", "groups": 4},
-        {"op": "act", "name": "act1", "fn": "gelu"},
-        {"op": "blurpool", "name": "pool", "stride": 2},
-        {"op": "maxpool", "name": "maxpool", "kernel": 3, "stride": 1, "padding": 1},
-    ],
-    "stages": [
-        {"block": "basic", "depth": 1, "channels": 16, "act": "hardswish", "se": True},
-        {"block": "bottleneck", "depth": 1, "channels": 16, "stride": 2, "act": "mish",
-         "attn": {"op": "eca", "kernel": 3}, "se": True},
-        {"block": "basic", "depth": 1, "channels": 32, "stride": 2, "act": {"op": "act", "fn": "elu"},
-         "aa": "avg"},
-    ],
-    "head": {"pool": "avg"},
-}
 
 
 @pytest.fixture(scope="module")
