@@ -56,3 +56,14 @@ def sizes_list(text: str) -> list[tuple[int, int]]:
             raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a size like 64x96")
         out.append((int(h), int(w)))
     return out
+
+
+def batch_list(text: str) -> list[int]:
+    """'1,8,32' -> [1, 8, 32]: batch sizes, each at least 1."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not (part.isdigit() and int(part) > 0):
+            raise argparse.ArgumentTypeError(f"{part!r} is not a batch size (a whole number >= 1)")
+        out.append(int(part))
+    return out

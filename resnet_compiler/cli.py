@@ -11,17 +11,21 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from .args import Parser, positive_int, sizes_list
+from .args import Parser, batch_list, nonnegative_int, positive_int, sizes_list
 from .errors import SpecError, UsageError, VerificationError
 
 EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary")
+# emit/onnx.py's and data.py's, named here so that --check imports neither onnx nor numpy
+DTYPES = ("fp32", "fp16", "bf16")
+DATASETS = ("fashion-mnist", "digits", "folder")
 
 
 def compile_parser() -> argparse.ArgumentParser:
     p = Parser(prog="resnet-compile", description=(
         "Compile a ResNet-family spec (YAML/JSON) into a shape-checked graph, PyTorch source or "
         "ONNX. Other commands: `resnet-compile schema` prints the spec's JSON Schema; "
-        "`resnet-compile train SPEC ...` trains the network (see `resnet-compile train --help`)."))
+        "`resnet-compile train SPEC ...` trains the network (see `resnet-compile train --help`); "
+        "`resnet-compile bench MODEL` measures latency and throughput."))
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
     p.add_argument("--check", action="store_true",
                    help="validate and print the per-layer table and totals (needs no torch)")
@@ -32,10 +36,24 @@ def compile_parser() -> argparse.ArgumentParser:
                                          "text formats)")
     p.add_argument("--weights", help="state_dict checkpoint (.pt/.pth via torch.load("
                                      "weights_only=True), or .safetensors) for onnx / --verify")
-    p.add_argument("--opset", type=positive_int, help="ONNX opset, 13 to 22 (default: 21, which "
-                                                    "onnxruntime 1.20 and later run)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset, 13 to 26 (default: 21, which "
+                                                    "onnxruntime 1.20 and later run; 22 for bf16)")
     p.add_argument("--dynamic-hw", action="store_true",
                    help="ONNX input of any height and width (the graph keeps the spec's shapes)")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="ONNX weights and compute in fp16 or bf16 (reductions and norms stay "
+                        "fp32); for --emit onnx and --verify (default: fp32)")
+    p.add_argument("--keep-io-types", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --dtype fp16|bf16: fp32 input and output, cast inside (default: on)")
+    p.add_argument("--quantize", choices=("int8",),
+                   help="int8 ONNX by onnxruntime's static QDQ quantization (per-channel), "
+                        "calibrated on --calibrate DATASET; prints agreement and accuracies")
+    p.add_argument("--calibrate", choices=DATASETS, metavar="DATASET",
+                   help=f"calibration data for --quantize: {', '.join(DATASETS)} (the train "
+                        f"command's datasets, with the spec's preprocessing)")
+    p.add_argument("--data-dir", help="folder of the --calibrate dataset (fashion-mnist, folder)")
+    p.add_argument("--calibration-images", type=positive_int, default=None, metavar="N",
+                   help="training images to calibrate on (default: 256)")
     p.add_argument("--no-fold-bn", action="store_true",
                    help="keep BatchNormalization nodes instead of folding them into convs")
     p.add_argument("--batch", type=positive_int,
@@ -83,6 +101,7 @@ def _run_compile(argv: Sequence[str]) -> int:
         raise UsageError("resnet-compile: --dynamic-hw is for --emit onnx")
     if args.weights and not (args.emit == "onnx" or args.verify):
         raise UsageError("resnet-compile: --weights is used by --emit onnx and --verify")
+    _check_precision_flags(args)
 
     if args.check and args.emit and args.output:
         raise UsageError("resnet-compile: -o names one file; give it to --check or to --emit")
@@ -107,25 +126,63 @@ def _run_compile(argv: Sequence[str]) -> int:
         _emit_text_or_file(text, args.output)
     elif args.emit == "dot":
         _emit_text_or_file(net.to_dot(args.block), args.output)
+    elif args.emit == "onnx" and args.quantize:
+        from .quantize import DEFAULT_CALIBRATION_IMAGES, quantize_int8
+        qreport = quantize_int8(net, args.output, weights=args.weights, dataset=args.calibrate,
+                                data_dir=args.data_dir, calibration_images=args.calibration_images
+                                or DEFAULT_CALIBRATION_IMAGES, opset=args.opset,
+                                fold_bn=not args.no_fold_bn)
+        print(qreport.format(), end="")
+        _wrote(args.output)
     elif args.emit == "onnx":
         net.to_onnx(args.output, weights=args.weights, opset=args.opset,
-                    fold_bn=not args.no_fold_bn, batch=args.batch, dynamic_hw=args.dynamic_hw)
+                    fold_bn=not args.no_fold_bn, batch=args.batch, dynamic_hw=args.dynamic_hw,
+                    dtype=args.dtype, keep_io_types=args.keep_io_types)
         _wrote(args.output)
     if args.verify:
         from .verify import verify
         report = verify(net, weights=args.weights, batch=args.batch or 2, device=args.device,
-                        opset=args.opset, fold_bn=not args.no_fold_bn)
+                        opset=args.opset, fold_bn=not args.no_fold_bn, dtype=args.dtype,
+                        keep_io_types=args.keep_io_types)
         print(report.format())
         checks = []
         if args.sizes:
             from .verify import verify_sizes
             checks = verify_sizes(net, args.sizes, weights=args.weights, batch=args.batch or 2,
-                                  opset=args.opset, fold_bn=not args.no_fold_bn)
+                                  opset=args.opset, fold_bn=not args.no_fold_bn, dtype=args.dtype,
+                                  keep_io_types=args.keep_io_types)
             print("  any height and width (--dynamic-hw), torch cpu vs onnxruntime cpu:")
             print("\n".join(c.format() for c in checks))
         if not report.ok or not all(c.ok for c in checks):
             raise VerificationError("torch and onnxruntime disagree beyond the tolerance")
     return 0
+
+
+def _check_precision_flags(args: argparse.Namespace) -> None:
+    """--dtype, --keep-io-types and the int8 flags: where they apply and what they exclude."""
+    onnx_out = args.emit == "onnx" or args.verify
+    if args.dtype != "fp32" and not onnx_out:
+        raise UsageError("resnet-compile: --dtype is for --emit onnx and --verify")
+    if args.dtype == "fp32" and not args.keep_io_types:
+        raise UsageError("resnet-compile: --no-keep-io-types goes with --dtype fp16|bf16")
+    if not args.quantize:
+        for flag, value in (("--calibrate", args.calibrate), ("--data-dir", args.data_dir),
+                            ("--calibration-images", args.calibration_images)):
+            if value is not None:
+                raise UsageError(f"resnet-compile: {flag} goes with --quantize int8")
+        return
+    if args.emit != "onnx":
+        raise UsageError("resnet-compile: --quantize is for --emit onnx")
+    if not args.calibrate:
+        raise UsageError("resnet-compile: --quantize int8 needs --calibrate DATASET (calibration"
+                         f" images: {', '.join(DATASETS)})")
+    if args.calibrate != "digits" and not args.data_dir:
+        raise UsageError(f"resnet-compile: --calibrate {args.calibrate} needs --data-dir DIR")
+    for flag, bad in (("--dtype", args.dtype != "fp32"), ("--dynamic-hw", args.dynamic_hw),
+                      ("--batch", args.batch is not None)):
+        if bad:
+            raise UsageError(f"resnet-compile: --quantize int8 takes no {flag} (the int8 file "
+                             f"has fp32 input and output, a dynamic batch, the spec's size)")
 
 
 def _run_schema(argv: Sequence[str]) -> int:
@@ -141,12 +198,62 @@ def _run_schema(argv: Sequence[str]) -> int:
     return 0
 
 
+def _run_bench(argv: Sequence[str]) -> int:
+    p = Parser(prog="resnet-compile bench", description=(
+        "Latency percentiles and throughput per batch size: onnxruntime on an ONNX file, or for "
+        "a spec its ONNX file in onnxruntime beside the emitted PyTorch module (torch eager, and "
+        "torch.compile with --compile) on the same weights, in alternating rounds."))
+    p.add_argument("model", help="an ONNX file (.onnx) or a spec (.yaml, .yml, .json)")
+    p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu",
+                   help="onnxruntime provider and torch device (default: cpu)")
+    p.add_argument("--batch", type=batch_list, default=[1, 8, 32],
+                   help="batch sizes, comma-separated (default: 1,8,32)")
+    p.add_argument("--threads", type=positive_int, help="intra-op threads for onnxruntime and "
+                                                        "torch (default: their own choice)")
+    p.add_argument("--weights", help="state_dict checkpoint for a spec (default: seeded weights"
+                                     " with realistic BatchNorm statistics)")
+    p.add_argument("--compile", action="store_true", help="for a spec: also torch.compile")
+    p.add_argument("--runs", type=positive_int, default=20,
+                   help="timed runs per runtime and batch size (default: 20)")
+    p.add_argument("--warmup", type=nonnegative_int, default=3,
+                   help="untimed runs first (default: 3)")
+    p.add_argument("--rounds", type=positive_int, default=4,
+                   help="alternating rounds the timed runs are spread over (default: 4)")
+    p.add_argument("--csv", help="also write the table as CSV to this file")
+    p.add_argument("--json", help="also write the results as JSON to this file")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from .outputs import check_output_path, write_atomic
+    for out in (args.csv, args.json):
+        if out:
+            check_output_path(out)
+    if args.model.endswith(".onnx") and (args.weights or args.compile):
+        raise UsageError("resnet-compile bench: --weights and --compile are for a spec; an ONNX "
+                         "file has its weights and runs in onnxruntime only")
+    from .bench import bench, format_table, to_csv, to_json
+    rows, info = bench(args.model, args.provider, args.batch, args.threads, args.weights,
+                       args.compile, args.runs, args.warmup, args.rounds)
+    threads = f"{args.threads} threads" if args.threads else "default threads"
+    print(f"bench {info.get('name', args.model)}: {args.provider}, {threads}, {args.runs} timed "
+          f"runs after {args.warmup} warm-up runs, in {min(args.rounds, args.runs)} alternating "
+          f"rounds")
+    print(format_table(rows), end="")
+    if args.csv:
+        write_atomic(args.csv, to_csv(rows))
+        _wrote(args.csv)
+    if args.json:
+        write_atomic(args.json, to_json(rows, info))
+        _wrote(args.json)
+    return 0
+
+
 def _run_train(argv: Sequence[str]) -> int:
     from .train import main as train_main
     return train_main(list(argv))
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"schema": _run_schema, "train": _run_train}
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"schema": _run_schema, "train": _run_train,
+                                                       "bench": _run_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

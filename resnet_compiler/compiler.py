@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -82,12 +83,17 @@ class CompiledNetwork:
         return getattr(module, model_class_name(self.graph, self.layout))(**kwargs)
 
     def to_onnx(self, path: str | os.PathLike[str], weights: Any = None, opset: int | None = None,
-                fold_bn: bool = True, batch: int | None = None, dynamic_hw: bool = False) -> None:
+                fold_bn: bool = True, batch: int | None = None, dynamic_hw: bool = False,
+                dtype: str = "fp32", keep_io_types: bool = True,
+                class_names: Sequence[str] | None = None) -> None:
         """Write the ONNX model (atomically). `weights`: a state_dict, or a checkpoint path;
-        None gives a seeded initialisation. `dynamic_hw`: any input height and width."""
+        None gives a seeded initialisation. `dynamic_hw`: any input height and width. `dtype`:
+        fp32, fp16 or bf16 (fp32 input and output when `keep_io_types`). `class_names`: stored
+        in the metadata for `infer`."""
         from .emit.onnx import write_onnx
         write_onnx(self.graph, path, weights=weights, opset=opset, fold_bn=fold_bn, batch=batch,
-                   dynamic_hw=dynamic_hw)
+                   dynamic_hw=dynamic_hw, dtype=dtype, keep_io_types=keep_io_types,
+                   class_names=class_names)
 
     def to_graph_json(self) -> str:
         from .emit.graph import to_json

@@ -10,6 +10,7 @@ each distinct block is evaluated once per compile (resnet152's 36 identical laye
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +26,7 @@ from .expr import Expr, ExprError, Value
 from .load import Document
 from .messages import did_you_mean, format_bytes, format_shape
 from .ops import REGISTRY, SPEC_OPS, Context, OpDef, ShapeError
+from .preprocessing import Preprocessing
 from .templates import BlockInstance, BlockTemplate, Layout, OpTemplate, StageLayout, TopOp
 
 # Expansion is linear in the number of blocks; the deepest published ResNets have a few hundred.
@@ -656,9 +658,13 @@ class _Expander:
                 "", f"the network has {total_params:,} parameters ({format_bytes(total_params * 4)}"
                 f" in fp32), above the limit of {self.max_params:,}", self.doc.source)
         g = _digraph(self.nodes, self.edges)
-        g.graph.update(
+        data = spec.normalised()  # spec_text keeps the order of keys, which block params'
+        g.graph.update(           # order in the generated code follows
             name=spec.name, input_shape=tuple(self.nodes["input"]["shape"]),
-            num_classes=spec.num_classes, spec_sha256=spec.sha256(), compiler_version=__version__,
+            num_classes=spec.num_classes, spec_sha256=spec.sha256_of(data),
+            spec_text=json.dumps(data, separators=(",", ":")),
+            preprocessing=Preprocessing.from_spec(spec).to_json(),
+            compiler_version=__version__,
             output=self.layout.head[-1].node_id, total_params=total_params,
             total_macs=sum(d["macs"] for d in self.nodes.values()),
             total_acts=sum(d["acts"] for d in self.nodes.values()),

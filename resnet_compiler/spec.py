@@ -193,12 +193,20 @@ class Spec(Library):
     output_stride: Literal[8, 16, 32] | None = Field(
         None, description="Replace the last stages' strides by dilation (timm's output_stride).")
 
-    def sha256(self) -> str:
-        """Hash of the normalised spec: the same network gives the same hash (settings left at
-        their defaults are left out, so new settings do not change old specs' hashes)."""
-        text = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
-                          separators=(",", ":"))
+    def normalised(self) -> dict[str, Any]:
+        """The spec as plain data, settings left at their defaults left out (so new settings do
+        not change old specs' hashes), keys in the order written."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    @staticmethod
+    def sha256_of(normalised: dict[str, Any]) -> str:
+        """The hash of normalised data: of its compact JSON with sorted keys."""
+        text = json.dumps(normalised, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def sha256(self) -> str:
+        """Hash of the normalised spec: the same network gives the same hash."""
+        return self.sha256_of(self.normalised())
 
 
 def json_schema() -> dict[str, Any]:

@@ -25,6 +25,30 @@ TORCHVISION = {
 }
 TIMM = ("resnet50d", "seresnet50", "resnetv2_50")
 
+# a small network with most op families: std conv, group norm, gelu, blur pool, max pool, SE with
+# hardswish, ECA with mish, ResNet-D shortcut, an anti-aliased elu block (ONNX opsets and dtypes)
+MIX = {
+    "name": "opset_mix",
+    "input": {"channels": 3, "height": 32, "width": 32},
+    "num_classes": 10,
+    "defaults": {"shortcut": "avgpool_conv_bn"},
+    "stem": [
+        {"op": "std_conv", "name": "conv1", "channels": 16, "kernel": 3},
+        {"op": "gn", "name": "gn1", "groups": 4},
+        {"op": "act", "name": "act1", "fn": "gelu"},
+        {"op": "blurpool", "name": "pool", "stride": 2},
+        {"op": "maxpool", "name": "maxpool", "kernel": 3, "stride": 1, "padding": 1},
+    ],
+    "stages": [
+        {"block": "basic", "depth": 1, "channels": 16, "act": "hardswish", "se": True},
+        {"block": "bottleneck", "depth": 1, "channels": 16, "stride": 2, "act": "mish",
+         "attn": {"op": "eca", "kernel": 3}, "se": True},
+        {"block": "basic", "depth": 1, "channels": 32, "stride": 2, "act": {"op": "act", "fn": "elu"},
+         "aa": "avg"},
+    ],
+    "head": {"pool": "avg"},
+}
+
 
 def realistic_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Non-trivial BatchNorm statistics, so eval-mode activations stay finite and comparisons

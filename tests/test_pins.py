@@ -19,22 +19,22 @@ from resnet_compiler.emit.onnx import emit_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
-    "examples/custom_block.yaml": ('481437f4b447d12b', '4412f5dff95efb61'),
-    "examples/preact_wide_cifar.yaml": ('92dd574e2045fa8c', 'bdb56ad7033db72b'),
-    "examples/seed_resnext.yaml": ('059f8771e2952531', 'e1fe17de28afc1a5'),
-    "spec/resnet101.yaml": ('653d75bc10d6e428', 'ec312186acfa4271'),
-    "spec/resnet152.yaml": ('f129f01a94330f68', '8452d92d8154c2ac'),
-    "spec/resnet18.yaml": ('094d864f10e73341', '51dabb41bab11784'),
-    "spec/resnet18_fashion_mnist.yaml": ('46bd4f1432a84ed7', 'd0de9f04387b6cf8'),
-    "spec/resnet20_cifar.yaml": ('7defd5766582484e', '9f8290b30633713a'),
-    "spec/resnet34.yaml": ('24f8afe357b111ed', 'c457e67670f49b3d'),
-    "spec/resnet50.yaml": ('413a1207f07dd8f6', 'd0aaebee75a4d924'),
-    "spec/resnet50d.yaml": ('527b1e88fe5e8517', '680cdb0a19dbafb7'),
-    "spec/resnetv2_50.yaml": ('c05d284761897580', 'f8877265eb5ebfed'),
-    "spec/resnext101_32x8d.yaml": ('fa017fafd8649fa2', 'b8a4c4d5292aeb09'),
-    "spec/resnext50_32x4d.yaml": ('53e734c2719dd59b', '4fc57ffb110acdfc'),
-    "spec/seresnet50.yaml": ('94b4a19ca35f9456', '5bfe4b076ec1181e'),
-    "spec/wide_resnet50_2.yaml": ('c53169a348ceca7b', 'db6e0ee0e49fd40c'),
+    "examples/custom_block.yaml": ('481437f4b447d12b', 'edb94d51c08e2e7b'),
+    "examples/preact_wide_cifar.yaml": ('92dd574e2045fa8c', '3aa1228460867383'),
+    "examples/seed_resnext.yaml": ('059f8771e2952531', 'a20e7549e33c8b35'),
+    "spec/resnet101.yaml": ('653d75bc10d6e428', '3b7e56ceb68f5bc1'),
+    "spec/resnet152.yaml": ('f129f01a94330f68', '71eb7a5979beef1e'),
+    "spec/resnet18.yaml": ('094d864f10e73341', 'c8bb39380cdd6079'),
+    "spec/resnet18_fashion_mnist.yaml": ('46bd4f1432a84ed7', '3fb3d81bb134fd89'),
+    "spec/resnet20_cifar.yaml": ('7defd5766582484e', 'f8ece965a7af5dfb'),
+    "spec/resnet34.yaml": ('24f8afe357b111ed', '71aa5c5422073729'),
+    "spec/resnet50.yaml": ('413a1207f07dd8f6', 'b4150e6f6104e52d'),
+    "spec/resnet50d.yaml": ('527b1e88fe5e8517', 'ded57610e9afa89f'),
+    "spec/resnetv2_50.yaml": ('c05d284761897580', 'db5ed87733cb57f4'),
+    "spec/resnext101_32x8d.yaml": ('fa017fafd8649fa2', '7a4afdd425ed3e36'),
+    "spec/resnext50_32x4d.yaml": ('53e734c2719dd59b', '3c9c8e3ff64577b2'),
+    "spec/seresnet50.yaml": ('94b4a19ca35f9456', '76c3c9bc22a29237'),
+    "spec/wide_resnet50_2.yaml": ('c53169a348ceca7b', '03a51546e5afd3e8'),
 }
 
 

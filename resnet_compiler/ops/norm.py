@@ -276,7 +276,7 @@ class GroupNormOp(OpDef):
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         """Reshape to (N, G, -1), InstanceNormalization with unit scale (each group is then one
-        'instance'), reshape back, per-channel Mul and Add: ops unchanged from opset 13 to 22
+        'instance'), reshape back, per-channel Mul and Add: ops whose meaning holds from opset 13 to 26
         (GroupNormalization arrived in 18 with per-group scale and was redefined in 21). The
         batch dimension is copied (0 in the shape), so a dynamic batch works."""
         import numpy as np
