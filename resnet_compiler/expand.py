@@ -452,6 +452,10 @@ class _Expander:
         if stride != 1 or in_shape[0] != env["out_channels"]:
             start = port(t.projection_from) if t.projection_from else ("", None)
             shortcut = run(t.projection, start, chain=True)
+        if shape(y) != shape(shortcut):
+            raise self.error(origin, f"{block_id}.add: cannot add the branch "
+                             f"{format_shape(shape(y))} to the shortcut "
+                             f"{format_shape(shape(shortcut))}")
         add = self.make_node(OpTemplate(RESIDUAL, "add", {}, {}), {}, [shape(y), shape(shortcut)],
                              f"{block_id}.add", origin)
         assert add is not None

@@ -120,10 +120,11 @@ def _median_ms(fn: Any, sync: Any = None) -> float:
 
 
 def _torch_module(net: CompiledNetwork, sd: dict[str, np.ndarray], device: str) -> Any:
-    """The emitted module with `sd` loaded strictly (built on the meta device: its own random
-    initialisation would be overwritten anyway)."""
+    """The emitted module with `sd` loaded strictly. Built on the CPU rather than the meta
+    device: some modules compute constants while they are built (ECA's kernel size, blur
+    pooling's fixed filter, a non-persistent buffer that no state_dict carries)."""
     import torch
-    with torch.device("meta"):
+    with torch.random.fork_rng():  # its own initialisation must not move the caller's RNG
         module = net.build_torch()
     state = {k: torch.from_numpy(np.ascontiguousarray(
         v, dtype=np.float32 if np.issubdtype(v.dtype, np.floating) else v.dtype))
@@ -174,10 +175,17 @@ def _onnx_shapes(path: Path, graph: Any, fold_bn: bool, batch: int | None) -> tu
     bad = []
     names = value_names(graph, fold_bn)
     for node, value in names.items():
-        want = [batch or "batch", *graph.nodes[node]["shape"]]
-        got = dims.get(value)
-        if got != want:
-            bad.append(f"onnx {value}: {got if got is not None else 'no shape'} vs graph {want}")
+        data = graph.nodes[node]
+        # a split's values are its parts
+        parts = {f"{value}[{i}]": (size, *data["shape"][1:]) for i, size in
+                 enumerate(data["sizes"])} if data["op"] == "split" else {value: data["shape"]}
+        for name, shape in parts.items():
+            want = [batch or "batch", *shape]
+            got = dims.get(name)
+            if got is not None and not batch and isinstance(got[0], str) and got[0]:
+                got = ["batch", *got[1:]]  # any symbolic batch (inference may rename it)
+            if got != want:
+                bad.append(f"onnx {name}: {got if got is not None else 'no shape'} vs graph {want}")
     return len(names), bad
 
 
