@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,8 +35,10 @@ class CompiledNetwork:
     def __repr__(self) -> str:
         c, h, w = self.input_shape
         classes = ", ".join(self.layout.classes) or "none"
-        return (f"CompiledNetwork({self.name!r}, input {c}x{h}x{w}, {self.graph.graph['num_classes']}"
-                f" classes, blocks: {classes}, {self.total_params:,} params,"
+        n = self.graph.graph["num_classes"]
+        ends = f"{n} classes" if n is not None else "no head"
+        return (f"CompiledNetwork({self.name!r}, input {c}x{h}x{w}, {ends}"
+                f", blocks: {classes}, {self.total_params:,} params,"
                 f" {self.total_macs / 1e9:.3f} GMACs)")
 
     @property
@@ -82,12 +85,14 @@ class CompiledNetwork:
         return getattr(module, model_class_name(self.graph, self.layout))(**kwargs)
 
     def to_onnx(self, path: str | os.PathLike[str], weights: Any = None, opset: int | None = None,
-                fold_bn: bool = True, batch: int | None = None, dynamic_hw: bool = False) -> None:
+                fold_bn: bool = True, batch: int | None = None, dynamic_hw: bool = False,
+                class_names: Sequence[str] | None = None) -> None:
         """Write the ONNX model (atomically). `weights`: a state_dict, or a checkpoint path;
-        None gives a seeded initialisation. `dynamic_hw`: any input height and width."""
+        None gives a seeded initialisation. `dynamic_hw`: any input height and width.
+        `class_names`: stored in the metadata, for `resnet-compile infer`."""
         from .emit.onnx import write_onnx
         write_onnx(self.graph, path, weights=weights, opset=opset, fold_bn=fold_bn, batch=batch,
-                   dynamic_hw=dynamic_hw)
+                   dynamic_hw=dynamic_hw, class_names=class_names)
 
     def to_graph_json(self) -> str:
         from .emit.graph import to_json

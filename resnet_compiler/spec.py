@@ -181,13 +181,28 @@ class Spec(Library):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$", max_length=MAX_NAME_LENGTH)]
     input: Input
-    num_classes: PositiveInt
+    num_classes: PositiveInt | None = Field(
+        None, description="Classes of the classifier; required unless head is none (then ignored).")
     defaults: Defaults = Defaults()
     stem: list[Op] = Field(default_factory=list)
     stages: Annotated[list[Stage], Field(min_length=1)]
-    head: Head = Head()
+    head: Head | Literal["none"] = Field(
+        Head(), description="Pooling and classifier, or none: the network ends at its last feature map.")
+    outputs: Annotated[list[ModulePath], Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Feature maps the model returns, in order: stage names (layer1), block ids"
+        " (layer2.1), or stem and head.pre op names; the logits follow when a head remains.")
     output_stride: Literal[8, 16, 32] | None = Field(
         None, description="Replace the last stages' strides by dilation (timm's output_stride).")
+
+    @model_validator(mode="after")
+    def _classifier_or_features(self) -> Spec:
+        if self.head == "none" and not self.outputs:
+            raise ValueError("head: none leaves nothing to return; list the feature maps under"
+                             " outputs: (for example [layer1, layer2, layer3, layer4])")
+        if self.head != "none" and self.num_classes is None:
+            raise ValueError("missing required key 'num_classes' (only a spec with head: none"
+                             " goes without)")
+        return self
 
     def sha256(self) -> str:
         """Hash of the normalised spec: the same network gives the same hash (settings left at
