@@ -19,22 +19,22 @@ from resnet_compiler.emit.onnx import emit_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
-    "examples/custom_block.yaml": ('481437f4b447d12b', '4412f5dff95efb61'),
-    "examples/preact_wide_cifar.yaml": ('92dd574e2045fa8c', 'bdb56ad7033db72b'),
-    "examples/seed_resnext.yaml": ('059f8771e2952531', 'e1fe17de28afc1a5'),
-    "spec/resnet101.yaml": ('653d75bc10d6e428', 'ec312186acfa4271'),
-    "spec/resnet152.yaml": ('f129f01a94330f68', '8452d92d8154c2ac'),
-    "spec/resnet18.yaml": ('094d864f10e73341', '51dabb41bab11784'),
-    "spec/resnet18_fashion_mnist.yaml": ('46bd4f1432a84ed7', 'd0de9f04387b6cf8'),
-    "spec/resnet20_cifar.yaml": ('7defd5766582484e', '9f8290b30633713a'),
-    "spec/resnet34.yaml": ('24f8afe357b111ed', 'c457e67670f49b3d'),
-    "spec/resnet50.yaml": ('413a1207f07dd8f6', 'd0aaebee75a4d924'),
-    "spec/resnet50d.yaml": ('527b1e88fe5e8517', '680cdb0a19dbafb7'),
-    "spec/resnetv2_50.yaml": ('c05d284761897580', 'f8877265eb5ebfed'),
-    "spec/resnext101_32x8d.yaml": ('fa017fafd8649fa2', 'b8a4c4d5292aeb09'),
-    "spec/resnext50_32x4d.yaml": ('53e734c2719dd59b', '4fc57ffb110acdfc'),
-    "spec/seresnet50.yaml": ('94b4a19ca35f9456', '5bfe4b076ec1181e'),
-    "spec/wide_resnet50_2.yaml": ('c53169a348ceca7b', 'db6e0ee0e49fd40c'),
+    "examples/custom_block.yaml": ('d2c60dfd58d8d473', '3c6a8c6ef4e96856'),
+    "examples/preact_wide_cifar.yaml": ('ef758d51110e71a6', 'b37bede5fd0002a1'),
+    "examples/seed_resnext.yaml": ('a2d766d091e72820', '3abcc545952a6986'),
+    "spec/resnet101.yaml": ('99cba2f699668f5f', '60e24ca438f990d5'),
+    "spec/resnet152.yaml": ('c792cff356a29ac9', 'd1e2c212740bbdd0'),
+    "spec/resnet18.yaml": ('c8b0474fa52869f2', '1df9381d21e7785f'),
+    "spec/resnet18_fashion_mnist.yaml": ('8c8899184509d5d9', 'c417098ff50fb73a'),
+    "spec/resnet20_cifar.yaml": ('8816c25a7b332976', '008f48e21e288ceb'),
+    "spec/resnet34.yaml": ('7683fdc752ee1ea0', 'ba9c4f5bbf83fb61'),
+    "spec/resnet50.yaml": ('8e00051b09de69d1', 'e2d2ab2a34767ba3'),
+    "spec/resnet50d.yaml": ('a4c29b03c2b1c69a', '77934d398c2af7b5'),
+    "spec/resnetv2_50.yaml": ('eaab2a51faafde33', 'b08866f2075134ed'),
+    "spec/resnext101_32x8d.yaml": ('96d5f8510786829e', 'e0dbd7eef5e51644'),
+    "spec/resnext50_32x4d.yaml": ('9e64c0eb09756bea', '260b949a9acacdb9'),
+    "spec/seresnet50.yaml": ('5682b6dbbedf156b', '33992995f66b9fa6'),
+    "spec/wide_resnet50_2.yaml": ('dd4eb2d8f60f247f', '26c9800c02a950c7'),
 }
 
 
