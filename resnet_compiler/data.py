@@ -200,7 +200,8 @@ def _read_images(files: list[Path], channels: int, size: tuple[int, int]) -> tor
     import torch
     import torch.nn.functional as F
 
-    from .images import read_image  # the decoding `infer` uses too
+    from .images import image_mode, read_image  # the decoding `infer` uses too
+    image_mode(channels)
     out = torch.empty(len(files), channels, *size)
     for i, f in enumerate(files):
         t = torch.from_numpy(read_image(f, channels))[None]

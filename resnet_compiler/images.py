@@ -23,11 +23,17 @@ MODES = {1: "L", 3: "RGB"}
 CUBIC_A = -0.75  # torch's bicubic kernel
 
 
-def read_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
-    """(channels, H, W) float32 in [0, 1] at the file's own size; UsageError if unreadable."""
+def image_mode(channels: int) -> str:
+    """PIL's mode for an input of `channels` channels (L or RGB); UsageError for others."""
     mode = MODES.get(channels)
     if mode is None:
         raise UsageError(f"images load as 1 or 3 channels, not {channels}")
+    return mode
+
+
+def read_image(path: str | os.PathLike[str], channels: int) -> np.ndarray:
+    """(channels, H, W) float32 in [0, 1] at the file's own size; UsageError if unreadable."""
+    mode = image_mode(channels)
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow is a dependency of the image paths
@@ -115,4 +121,4 @@ def load_images(paths: Sequence[str | os.PathLike[str]], pre: Preprocessing) -> 
     return pre.normalize_numpy(out)
 
 
-__all__ = ["load_images", "read_image", "resize"]
+__all__ = ["image_mode", "load_images", "read_image", "resize"]
