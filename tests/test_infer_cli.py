@@ -83,7 +83,7 @@ def test_infer_cli_agrees_with_torch_on_the_training_loaders_images(channels, tm
     for line, file, p in zip(lines, files, want, strict=True):
         name, ranked = line.split(": ", 1)
         assert name == str(file)
-        got = [(m[1], float(m[2])) for m in re.finditer(r"(digit-(\d)) ([0-9.]+)", ranked)]
+        got = [(m[1], float(m[2])) for m in re.finditer(r"(digit-\d) ([0-9.]+)", ranked)]
         top = np.argsort(-p, kind="stable")[:3]
         assert [NAMES[i] for i in top] == [g[0] for g in got]
         assert np.allclose([p[i] for i in top], [g[1] for g in got], atol=1e-4)
