@@ -621,6 +621,7 @@ class _Expander:
         for top in self.layout.head[:pre_ops]:
             see(top.node_id, top.node_id)
         head = {top.node_id for top in self.layout.head[pre_ops:]}
+        order = {node: i for i, node in enumerate(self.nodes)}
         out: dict[str, str] = {}
         taken: dict[str, str] = {}
         for i, name in enumerate(self.spec.outputs or ()):
@@ -640,6 +641,9 @@ class _Expander:
                 raise self.error(where, f"{name!r} is the same feature map as {taken[node]!r}")
             if name == "logits" and self.layout.head:
                 raise self.error(where, "'logits' names the classifier's output; choose another")
+            if out and order[node] < order[out[previous := list(out)[-1]]]:
+                raise self.error(where, f"{name!r} comes before {previous!r} in the network; list"
+                                 " outputs in the order the network computes them")
             taken[node] = name
             out[name] = node
         return out

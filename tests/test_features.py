@@ -11,12 +11,17 @@ import timm
 import torch
 import torchvision
 import yaml
+from conftest import examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import valid_specs
 from support import ROOT, realistic_bn, rel_err, run_cli
 from torchvision.models.feature_extraction import create_feature_extractor
 
 import resnet_compiler as rc
 from resnet_compiler.errors import SpecError
 from resnet_compiler.infer import open_session, run_outputs
+from resnet_compiler.weights import init_weights
 
 STAGES = ["layer1", "layer2", "layer3", "layer4"]
 
@@ -154,6 +159,7 @@ BAD = [
     ({"outputs": ["layer1", "layer2.1.conv1"]}, "outputs[1]: 'layer2.1.conv1' is inside block layer2.1"),
     ({"outputs": ["fc"]}, "outputs[0]: 'fc' is part of the head"),
     ({"outputs": ["layer2", "layer2.1"]}, "outputs[1]: 'layer2.1' is the same feature map as 'layer2'"),
+    ({"outputs": ["layer3", "layer1"]}, "outputs[1]: 'layer1' comes before 'layer3' in the network"),
     ({"head": "none"}, "head: none leaves nothing to return"),
     ({"outputs": []}, "outputs"),
     ({"head": "nope"}, "head"),
@@ -192,3 +198,34 @@ def test_check_marks_the_outputs(tmp_path):
     marked = [line.split()[0] for line in r.stdout.splitlines() if "<- output" in line]
     assert marked == ["relu", "layer3.1.act2"]
     assert "avgpool" not in r.stdout and "fc " not in r.stdout
+
+
+@settings(max_examples=examples(6, most=40), deadline=None)
+@given(valid_specs(max_side=64, max_stages=3), st.data())
+def test_random_networks_with_random_outputs_agree_across_runtimes(tmp_path_factory, spec, data):
+    """Any stage, block or stem op may be returned, with or without a head: torch's list and
+    onnxruntime's named outputs agree and have the graph's shapes."""
+    net = rc.compile(spec)
+    names = [s.name for s in net.layout.stages] + [b.id for s in net.layout.stages
+                                                   for b in s.blocks]
+    names += [top.node_id for top in net.layout.stem]
+    chosen = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=4, unique=True))
+    head = data.draw(st.booleans())
+    try:
+        net = rc.compile({**spec, "outputs": chosen, **({} if head else {"head": "none"})})
+    except SpecError as e:  # two names for one tensor (a one-block stage and its block)
+        assert "is the same feature map as" in str(e) or "in the order the network" in str(e)
+        return
+    sd = init_weights(net.graph, realistic_bn=True)
+    model = net.build_torch().eval()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=False)
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = model(x)
+    graph_outputs = net.graph.graph["outputs"]
+    assert [tuple(t.shape[1:]) for t in got[:len(chosen)]] == [
+        net.graph.nodes[graph_outputs[n]]["shape"] for n in chosen]
+    outs = _onnx(net, sd, tmp_path_factory.mktemp("rand") / "r.onnx", x)
+    assert list(outs) == [*chosen, *(["logits"] if head else [])]
+    for name, tensor in zip(outs, got, strict=True):
+        assert rel_err(tensor, torch.from_numpy(outs[name])) < 1e-4, name
