@@ -25,7 +25,8 @@ def compile_parser() -> argparse.ArgumentParser:
         "Compile a ResNet-family spec (YAML/JSON) into a shape-checked graph, PyTorch source or "
         "ONNX. Other commands: `resnet-compile schema` prints the spec's JSON Schema; "
         "`resnet-compile train SPEC ...` trains the network (see `resnet-compile train --help`); "
-        "`resnet-compile bench MODEL` measures latency and throughput."))
+        "`resnet-compile bench MODEL` measures latency and throughput; "
+        "`resnet-compile infer MODEL.onnx IMAGE...` classifies image files."))
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
     p.add_argument("--check", action="store_true",
                    help="validate and print the per-layer table and totals (needs no torch)")
@@ -247,13 +248,35 @@ def _run_bench(argv: Sequence[str]) -> int:
     return 0
 
 
+def _run_infer(argv: Sequence[str]) -> int:
+    p = Parser(prog="resnet-compile infer", description=(
+        "Classify image files with an ONNX model from resnet-compile: each image is decoded, "
+        "resized and normalised as the model's preprocessing metadata says, then the top-k "
+        "classes are printed with their probabilities."))
+    p.add_argument("model", help="ONNX file written by resnet-compile --emit onnx")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default 5)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="onnxruntime device (default: auto, CUDA when it works)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = p.parse_args(argv)
+    from .infer import classify_files, open_session
+    session = open_session(args.model, args.device)
+    for result in classify_files(session, args.images, args.top_k):
+        ranked = ", ".join(f"{label} {prob:.4f}" for label, prob in zip(result.labels,
+                                                                         result.probs, strict=True))
+        print(f"{result.path}: {ranked}")
+    return 0
+
+
 def _run_train(argv: Sequence[str]) -> int:
     from .train import main as train_main
     return train_main(list(argv))
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"schema": _run_schema, "train": _run_train,
-                                                       "bench": _run_bench}
+                                                       "bench": _run_bench,
+                                                       "infer": _run_infer}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,8 +35,10 @@ class CompiledNetwork:
     def __repr__(self) -> str:
         c, h, w = self.input_shape
         classes = ", ".join(self.layout.classes) or "none"
-        return (f"CompiledNetwork({self.name!r}, input {c}x{h}x{w}, {self.graph.graph['num_classes']}"
-                f" classes, blocks: {classes}, {self.total_params:,} params,"
+        n = self.graph.graph["num_classes"]
+        ends = f"{n} classes" if n is not None else "no head"
+        return (f"CompiledNetwork({self.name!r}, input {c}x{h}x{w}, {ends}"
+                f", blocks: {classes}, {self.total_params:,} params,"
                 f" {self.total_macs / 1e9:.3f} GMACs)")
 
     @property

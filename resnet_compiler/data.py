@@ -199,21 +199,12 @@ def _read_images(files: list[Path], channels: int, size: tuple[int, int],
                  resize: str = "bilinear") -> torch.Tensor:
     """Decode with PIL, convert to the wanted channel count and resize to `size` (`resize` mode)."""
     import torch
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - PIL ships with matplotlib
-        raise UsageError("reading an image folder needs Pillow (pip install pillow)") from None
-    mode = {1: "L", 3: "RGB"}.get(channels)
-    if mode is None:
-        raise UsageError(f"image folders load as 1 or 3 channels, not {channels}")
+
+    from .images import image_mode, read_image  # the decoding `infer` uses too
+    image_mode(channels)
     out = torch.empty(len(files), channels, *size)
     for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
-        except (OSError, ValueError) as e:
-            raise UsageError(f"{f}: cannot read the image ({e})") from None
-        t = torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1)).permute(2, 0, 1)[None]
+        t = torch.from_numpy(read_image(f, channels))[None]
         out[i] = resize_batch(t, size, resize)[0].clamp_(0, 1)
     return out
 

@@ -105,6 +105,7 @@ class _Expander:
         self.open_group: str | None = None
         self.children: dict[str, list[str]] = {}
         self._stem_out = "input"
+        self.outputs: dict[str, str] = {}
 
     def error(self, path: Iterable[str | int], message: str) -> SpecError:
         return self.doc.error(tuple(path), message)
@@ -541,8 +542,10 @@ class _Expander:
         for si, (stage, geometry) in enumerate(zip(spec.stages, self.stage_geometry(), strict=True)):
             x = self.stage(si, stage, x, geometry, first_block)
             first_block += stage.depth
-        x, head = self.top_level_ops(spec.head.pre, x, ("head", "pre"))
-        self.layout.head = head + self.head(x)
+        has_head = spec.head != "none"
+        x, head = self.top_level_ops(spec.head.pre if has_head else [], x, ("head", "pre"))
+        self.layout.head = head + (self.head(x) if has_head else [])
+        self.outputs = self.feature_outputs(len(head))
         return self.finish()
 
     def layer_choices(self, stage: Any, origin: Origin) -> dict[str, Any]:
@@ -654,6 +657,63 @@ class _Expander:
         out.append(TopOp(name, kind, code if code is not None else attrs, self.shape_of(x)[0]))
         return self.add(name, data, [x])
 
+    def feature_outputs(self, pre_ops: int) -> dict[str, str]:
+        """`outputs:` as name -> node id. A name is a module path the model's forward passes
+        through: a stem or head.pre op (or a container of them), a stage, a block (`layer2.1`)
+        or the node that ends a block (`layer2.1.relu`)."""
+        if not self.spec.outputs:
+            return {}
+        visible: dict[str, str] = {}
+
+        def see(path: str, node: str) -> None:
+            parts = path.split(".")
+            for k in range(1, len(parts) + 1):
+                visible[".".join(parts[:k])] = node  # a container means its last module's output
+
+        for top in self.layout.stem:
+            see(top.node_id, top.node_id)
+        block_of = {b.id: stage for stage in self.layout.stages for b in stage.blocks}
+        ends: dict[str, str] = {}
+        for node in self.nodes:
+            block = node.rpartition(".")[0]
+            while block and block not in block_of:
+                block = block.rpartition(".")[0]
+            if block:
+                ends[block] = node
+        for stage in self.layout.stages:
+            for b in stage.blocks:
+                see(b.id, ends[b.id])
+                visible[ends[b.id]] = ends[b.id]
+        for top in self.layout.head[:pre_ops]:
+            see(top.node_id, top.node_id)
+        head = {top.node_id for top in self.layout.head[pre_ops:]}
+        order = {node: i for i, node in enumerate(self.nodes)}
+        out: dict[str, str] = {}
+        taken: dict[str, str] = {}
+        for i, name in enumerate(self.spec.outputs or ()):
+            where = ("outputs", i)
+            node = visible.get(name)
+            if node is None:
+                inside = next((b for b in ends if name.startswith(b + ".")), None)
+                if name in head or any(h.startswith(name + ".") for h in head):
+                    why = "is part of the head (pool and classifier); the logits come last anyway"
+                elif inside is not None and name in self.nodes:
+                    why = (f"is inside block {inside}, whose forward hides it; name the block"
+                           f" ({inside}) or its stage")
+                else:
+                    why = f"is no stage, block or stem op{did_you_mean(name, list(visible))}"
+                raise self.error(where, f"{name!r} {why}")
+            if node in taken:
+                raise self.error(where, f"{name!r} is the same feature map as {taken[node]!r}")
+            if name == "logits" and self.layout.head:
+                raise self.error(where, "'logits' names the classifier's output; choose another")
+            if out and order[node] < order[out[previous := list(out)[-1]]]:
+                raise self.error(where, f"{name!r} comes before {previous!r} in the network; list"
+                                 " outputs in the order the network computes them")
+            taken[node] = name
+            out[name] = node
+        return out
+
     def finish(self) -> tuple[nx.DiGraph, Layout]:
         spec = self.spec
         total_params = sum(d["params"] for d in self.nodes.values())
@@ -665,11 +725,12 @@ class _Expander:
         data = spec.normalised()  # spec_text keeps the order of keys, which block params'
         g.graph.update(           # order in the generated code follows
             name=spec.name, input_shape=tuple(self.nodes["input"]["shape"]),
-            num_classes=spec.num_classes, spec_sha256=spec.sha256_of(data),
-            spec_text=json.dumps(data, separators=(",", ":")),
+            num_classes=spec.num_classes if spec.head != "none" else None,
+            spec_sha256=spec.sha256_of(data), spec_text=json.dumps(data, separators=(",", ":")),
             preprocessing=Preprocessing.from_spec(spec).to_json(),
             compiler_version=__version__,
-            output=self.layout.head[-1].node_id, total_params=total_params,
+            output=self.layout.head[-1].node_id if spec.head != "none" else None,
+            outputs=self.outputs, total_params=total_params,
             total_macs=sum(d["macs"] for d in self.nodes.values()),
             total_acts=sum(d["acts"] for d in self.nodes.values()),
         )

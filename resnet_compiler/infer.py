@@ -9,7 +9,9 @@ if CUDA really is its first provider; otherwise the CPU provider is used, quietl
 from __future__ import annotations
 
 import ctypes
+import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .preprocessing import METADATA_KEY as PREPROCESSING_KEY
+from .preprocessing import Preprocessing
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+LOGITS = "logits"
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -109,8 +114,25 @@ def as_images(images: Any) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def run_outputs(session: Any, images: Any) -> dict[str, np.ndarray]:
+    """Every output of the model by name (the listed feature maps, then `logits` when the
+    network has a head) for a batch of images."""
+    x = _checked_input(session, images)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {session.get_inputs()[0].name: x}), strict=True))
+
+
 def predict_logits(session: Any, images: Any) -> np.ndarray:
     """The model's logits (N, num_classes) for a batch of images."""
+    names = [o.name for o in session.get_outputs()]
+    if LOGITS not in names:
+        raise UsageError(f"the model has no {LOGITS} output (it returns {', '.join(names)});"
+                         " classifying needs a network with a head")
+    x = _checked_input(session, images)
+    return session.run([LOGITS], {session.get_inputs()[0].name: x})[0]
+
+
+def _checked_input(session: Any, images: Any) -> np.ndarray:
     x = as_images(images)
     inp = session.get_inputs()[0]
     want = inp.shape[1:]
@@ -119,7 +141,7 @@ def predict_logits(session: Any, images: Any) -> np.ndarray:
     batch = inp.shape[0]
     if isinstance(batch, int) and batch != x.shape[0]:
         raise UsageError(f"the model has a fixed batch of {batch}, got {x.shape[0]} images")
-    return session.run(None, {inp.name: x})[0]
+    return x
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -148,3 +170,66 @@ def classify(session: Any, images: Any, top_k: int = 5) -> Classification:
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return Classification(probs.astype(np.float32), top,
                           np.take_along_axis(probs, top, axis=1).astype(np.float32))
+
+
+def metadata(session: Any) -> dict[str, str]:
+    """The model's metadata properties (spec name, preprocessing, class names, ...)."""
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def preprocessing_of(session: Any) -> Preprocessing:
+    """How the model wants its images, from its `preprocessing` metadata."""
+    text = metadata(session).get(PREPROCESSING_KEY)
+    if text is None:
+        raise UsageError("the model has no preprocessing metadata; export it with resnet-compile"
+                         " (--emit onnx) to classify image files")
+    return Preprocessing.from_json(text)
+
+
+def class_names_of(session: Any) -> list[str] | None:
+    """The class names from the `class_names` metadata, or None where the model has none."""
+    text = metadata(session).get("class_names")
+    if text is None:
+        return None
+    try:
+        names = json.loads(text)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UsageError("the model's class_names metadata is not a JSON list of strings")
+    return names
+
+
+@dataclass
+class FilePrediction:
+    """The most likely classes of one image file, best first, with their probabilities."""
+
+    path: str
+    labels: list[str]
+    probs: list[float]
+
+
+def classify_files(session: Any, paths: Sequence[str | os.PathLike[str]], top_k: int = 5,
+                   batch: int = 32) -> list[FilePrediction]:
+    """Decode, resize and normalise each file as the model's preprocessing metadata says (the
+    training loader's arithmetic), run the model in batches, return the top-k classes per file.
+    Every file is read before anything runs, so a bad file fails fast (UsageError)."""
+    from .images import load_images
+    pre = preprocessing_of(session)
+    names = class_names_of(session)
+    x = load_images(paths, pre)
+    fixed = session.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) else batch
+    probs = []
+    for start in range(0, len(x), step):
+        chunk = x[start:start + step]
+        pad = step - len(chunk) if isinstance(fixed, int) else 0
+        if pad:  # a model exported with a fixed batch: fill the last one up
+            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+        probs.append(classify(session, chunk, top_k).probs[:len(chunk) - pad])
+    p = np.concatenate(probs)
+    k = max(1, min(top_k, p.shape[1]))
+    top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    label = (lambda i: names[i] if i < len(names) else str(i)) if names else str
+    return [FilePrediction(str(path), [label(int(i)) for i in row], [float(p[n, i]) for i in row])
+            for n, (path, row) in enumerate(zip(paths, top, strict=True))]

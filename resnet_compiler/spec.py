@@ -15,14 +15,18 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictFloat,
     StrictInt,
+    Tag,
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .errors import Problem, SpecError
 from .expr import FUNCTIONS
@@ -172,6 +176,18 @@ class Head(_Model):
                                     " head.drop, head.fc, head.flatten).")
 
 
+def _head_or_none(value: Any) -> Any:
+    if not isinstance(value, (dict, Head)) and value != "none":
+        raise ValueError(f"head is a mapping like {{pool: avg}}, or none; got {value!r}")
+    return value
+
+
+HeadChoice = Annotated[
+    Union[Annotated[Head, Tag("Head")], Annotated[Literal["none"], Tag("literal['none']")]],  # noqa: UP007
+    Discriminator(lambda v: "literal['none']" if v == "none" else "Head"),
+    BeforeValidator(_head_or_none)]
+
+
 class Library(_Model):
     """Named block and shortcut templates (the built-ins, or a spec's own)."""
 
@@ -185,13 +201,28 @@ class Spec(Library):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$", max_length=MAX_NAME_LENGTH)]
     input: Input
-    num_classes: PositiveInt
+    num_classes: PositiveInt | None = Field(
+        None, description="Classes of the classifier; required unless head is none (then ignored).")
     defaults: Defaults = Defaults()
     stem: list[Op] = Field(default_factory=list)
     stages: Annotated[list[Stage], Field(min_length=1)]
-    head: Head = Head()
+    head: HeadChoice = Field(
+        Head(), description="Pooling and classifier, or none: the network ends at its last feature map.")
+    outputs: Annotated[list[ModulePath], Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Feature maps the model returns, in order: stage names (layer1), block ids"
+        " (layer2.1), or stem and head.pre op names; the logits follow when a head remains.")
     output_stride: Literal[8, 16, 32] | None = Field(
         None, description="Replace the last stages' strides by dilation (timm's output_stride).")
+
+    @model_validator(mode="after")
+    def _classifier_or_features(self) -> Spec:
+        if self.head == "none" and not self.outputs:
+            raise ValueError("head: none leaves nothing to return; list the feature maps under"
+                             " outputs: (for example [layer1, layer2, layer3, layer4])")
+        if self.head != "none" and self.num_classes is None:
+            raise PydanticCustomError(REQUIRED, "missing required key 'num_classes' (only a spec"
+                                      " with head: none goes without)", {"key": "num_classes"})
+        return self
 
     def normalised(self) -> dict[str, Any]:
         """The spec as plain data, settings left at their defaults left out (so new settings do
@@ -229,6 +260,8 @@ def _known_keys(model: type[BaseModel], data: Any, loc: tuple[Any, ...]) -> list
                 value = None
         if isinstance(part, str) and part in OP_KINDS:
             node = _OP_MODELS[part]
+            continue
+        if isinstance(node, type) and part == node.__name__:  # a union member's marker (Head)
             continue
         if node is None or isinstance(part, int):
             continue
@@ -270,7 +303,8 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]"})
+REQUIRED = "required_here"  # error type of a key that the spec's other keys make required
+_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]", "Head", "literal['none']"})
 
 
 def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
@@ -284,6 +318,8 @@ def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
         return f"unknown key {key!r}{hint}"
     if kind == "missing":
         return f"missing required key {str(loc[-1])!r}"
+    if kind == REQUIRED:
+        return err["msg"]
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "?")
         return f"unknown op {tag!r} (ops: {', '.join(OP_KINDS)}){did_you_mean(str(tag), OP_KINDS)}"
@@ -337,6 +373,8 @@ def _problems(e: ValidationError, model: type[BaseModel], doc: Document,
     misspelled = _misspelled_required(errors, model, doc) | meant
     for err in errors:
         loc = _clean_loc(err["loc"])
+        if err["type"] == REQUIRED:  # a key that other keys make required
+            loc = (*loc, err["ctx"]["key"])
         if err["type"] == "missing" and loc in misspelled:
             continue  # reported once, as the unknown key with its did-you-mean
         msg = _message(err, model, doc, loc)

@@ -55,6 +55,8 @@ class VerifyReport:
     argmax_agree: int = 0
     torch_ms: float = 0.0
     ort_ms: float = 0.0
+    compared: tuple[str, ...] = ("logits",)  # the outputs compared, in order
+    worst: str = "logits"  # the one with the largest relative error
     values_checked: int = 0
     modules_checked: int = 0
     shape_mismatches: list[str] = field(default_factory=list)
@@ -89,7 +91,10 @@ class VerifyReport:
             f"  outputs: max abs err {self.max_abs:.2e}, rel err {self.max_rel:.2e} "
             f"(tolerance {rtol * self.scale:.2e})"
             f"{'' if self.outputs_ok else '  <- exceeds tolerance'}",
-            f"  argmax agrees on {self.argmax_agree}/{self.batch} inputs",
+            *([f"  compared {len(self.compared)} outputs ({', '.join(self.compared)});"
+               f" the largest error is {self.worst}'s"] if len(self.compared) > 1 else []),
+            f"  argmax agrees on {self.argmax_agree}/{self.batch} inputs" if "logits" in
+            self.compared else "  argmax: no logits (head: none)",
             f"  shapes: {self.values_checked} ONNX values and {self.modules_checked} torch modules"
             f" match the graph" if not self.shape_mismatches else
             f"  shapes: {len(self.shape_mismatches)} mismatches: "
@@ -106,6 +111,21 @@ class VerifyReport:
             lines[-2] = (f"  torch {self.torch_device} fp32 eval: {self.torch_ms:.1f} ms/batch"
                          f" (batch {self.batch}, median of {TIMED_RUNS})")
         return "\n".join(lines) + "\n"
+
+
+def as_outputs(result: Any) -> list[Any]:
+    """A model's result as a list: a tensor alone, or the listed feature maps (then logits)."""
+    return list(result) if isinstance(result, (list, tuple)) else [result]
+
+
+def _errors(want: list[np.ndarray], got: list[np.ndarray]) -> list[tuple[float, float]]:
+    """(max abs error, scale) per output; the scale is max(1, max|torch|)."""
+    out = []
+    for a, b in zip(want, got, strict=True):
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64)) if a.shape == b.shape else None
+        err = float(diff.max()) if diff is not None and np.isfinite(diff).all() else float("inf")
+        out.append((err, max(1.0, float(np.abs(a).max()))))
+    return out
 
 
 def _median_ms(fn: Any, sync: Any = None) -> float:
@@ -236,7 +256,7 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
             report.shape_mismatches += bad
             sync = torch.cuda.synchronize if device == "cuda" else None
             with torch.inference_mode():
-                want = module(x).float().cpu().numpy()
+                want = [t.float().cpu().numpy() for t in as_outputs(module(x))]
                 report.torch_ms = _median_ms(lambda: module(x), sync)
         finally:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -253,13 +273,16 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
             return report
     report.ort_device = session_device(session)
     feed = {session.get_inputs()[0].name: _as_input(x_np, session)}
-    got = session.run(None, feed)[0]
+    got = session.run(None, feed)
     report.ort_ms = _median_ms(lambda: session.run(None, feed))
 
-    diff = np.abs(want.astype(np.float64) - _as_float(got))
-    report.max_abs = float(diff.max()) if np.isfinite(diff).all() else float("inf")
-    report.scale = max(1.0, float(np.abs(want).max()))
-    report.argmax_agree = int((want.argmax(1) == got.argmax(1)).sum())
+    names = [o.name for o in session.get_outputs()]
+    errors = _errors(want, got)
+    worst = max(range(len(errors)), key=lambda i: errors[i][0] / errors[i][1])
+    report.compared, report.worst = tuple(names), names[worst]
+    report.max_abs, report.scale = errors[worst]
+    if names[-1] == "logits":
+        report.argmax_agree = int((want[-1].argmax(1) == got[-1].argmax(1)).sum())
     return report
 
 
@@ -316,10 +339,8 @@ def verify_sizes(net: CompiledNetwork, sizes: list[tuple[int, int]], weights: An
             x = np.random.default_rng(h * 7919 + w).standard_normal((batch, c, h, w),
                                                                    dtype=np.float32)
             with torch.inference_mode():
-                want = module(torch.from_numpy(x)).numpy()
-            got = session.run(None, {session.get_inputs()[0].name: _as_input(x, session)})[0]
-            diff = np.abs(want.astype(np.float64) - _as_float(got))
-            out.append(SizeCheck(h, w, float(diff.max()) if np.isfinite(diff).all()
-                                 else float("inf"), max(1.0, float(np.abs(want).max())),
-                                 TOLERANCES[dtype][0]))
+                want = [t.numpy() for t in as_outputs(module(torch.from_numpy(x)))]
+            got = session.run(None, {session.get_inputs()[0].name: _as_input(x, session)})
+            err, scale = max(_errors(want, got), key=lambda e: e[0] / e[1])
+            out.append(SizeCheck(h, w, err, scale, TOLERANCES[dtype][0]))
     return out

@@ -23,8 +23,9 @@ def folded_norms(graph: nx.DiGraph, fold: bool) -> dict[str, str]:
     if not fold:
         return {}
     out = {}
+    returned = set((graph.graph.get("outputs") or {}).values())  # a returned conv keeps its value
     for node, data in graph.nodes(data=True):
-        if REGISTRY[data["op"]].role != "conv":
+        if REGISTRY[data["op"]].role != "conv" or node in returned:
             continue
         succ = list(graph.successors(node))
         if len(succ) == 1 and REGISTRY[graph.nodes[succ[0]]["op"]].folds_into_conv:
@@ -65,6 +66,8 @@ class OnnxBuilder:
         self.arrays: list[np.ndarray] = []
         self.value: dict[str, str] = {}
         self.aliases: dict[str, str] = {}  # a folded norm -> the conv whose output it shares
+        # returned feature maps: node -> the graph output's name (the name under `outputs:`)
+        self.features = {node: name for name, node in (graph.graph.get("outputs") or {}).items()}
 
     def init(self, name: str, array: np.ndarray) -> str:
         """An fp32 initializer; its bytes join the file at serialization."""
@@ -91,7 +94,7 @@ class OnnxBuilder:
         return name
 
     def output_name(self, node: str) -> str:
-        return OUTPUT_NAME if node == self.g.graph["output"] else node
+        return OUTPUT_NAME if node == self.g.graph["output"] else self.features.get(node, node)
 
     def add(self, op_type: str, name: str, inputs: list[str], out_node: str,
             shape: tuple[int, ...] | None = None, **attrs: Any) -> str:
@@ -100,7 +103,7 @@ class OnnxBuilder:
         self.proto.node.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
         if shape is None and out_node in self.g:
             shape = self.g.nodes[out_node]["shape"]
-        if shape is not None and output != OUTPUT_NAME:
+        if shape is not None and output != OUTPUT_NAME and output not in self.features.values():
             self.value_info(output, shape)
         return output
 

@@ -68,9 +68,16 @@ def summary(graph: nx.DiGraph, layout: Layout) -> str:
     rule = "-" * len(line(HEADERS))
     params, macs = gg["total_params"], gg["total_macs"]
     c, h, w = gg["input_shape"]
-    body = [rule if r is None else line(r) for r in rows]
-    out = [f"{gg['name']}: input {c}x{h}x{w}, {gg['num_classes']} classes"
-           "  (k kernel, s stride, d dilation, g groups)", rule, line(HEADERS), rule, *body, rule,
+    returned = {node: f"{line_no}: {name}" for line_no, (name, node)
+                in enumerate((gg.get("outputs") or {}).items())}
+    body = [rule if r is None else line(r) + (f"  <- output {returned[r[0]]}" if r[0] in returned
+                                               else "") for r in rows]
+    ends = f"{gg['num_classes']} classes" if gg["num_classes"] is not None else "no classifier head"
+    listed = [f"returns: {', '.join(gg['outputs'])}{', logits' if gg['output'] else ''}"
+              " (outputs marked <-)"] if returned else []
+    out = [f"{gg['name']}: input {c}x{h}x{w}, {ends}"
+           "  (k kernel, s stride, d dilation, g groups)", *listed, rule, line(HEADERS), rule,
+           *body, rule,
            f"total params:        {params:,} ({_human(params)})",
            f"total MACs:          {macs:,} ({_human(macs)}MACs per image)",
            f"parameter memory:    {params * 4 / 2**20:,.1f} MiB (fp32)",
