@@ -83,6 +83,19 @@ def _emit_text_or_file(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _trained_class_names(weights: str | None) -> list[str] | None:
+    """The class names a training run recorded in its checkpoint (checkpoint.pt or
+    model.safetensors), so the ONNX file carries them for `infer`; None for other weights."""
+    if not weights or not weights.endswith((".safetensors", "checkpoint.pt")):
+        return None
+    from .train.checkpoint import read_metadata
+    try:
+        names = read_metadata(weights).get("class_names")
+    except UsageError:
+        return None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
 def _wrote(path: str) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
@@ -138,7 +151,8 @@ def _run_compile(argv: Sequence[str]) -> int:
     elif args.emit == "onnx":
         net.to_onnx(args.output, weights=args.weights, opset=args.opset,
                     fold_bn=not args.no_fold_bn, batch=args.batch, dynamic_hw=args.dynamic_hw,
-                    dtype=args.dtype, keep_io_types=args.keep_io_types)
+                    dtype=args.dtype, keep_io_types=args.keep_io_types,
+                    class_names=_trained_class_names(args.weights))
         _wrote(args.output)
     if args.verify:
         from .verify import verify

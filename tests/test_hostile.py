@@ -264,11 +264,11 @@ def test_names_that_would_inject_code_are_refused(capsys: pytest.CaptureFixture[
     for evil in EVIL_NAMES:
         if slot == "spec name" and evil in ("forward", "state_dict", "class", "os.system"):
             continue  # fine as a spec name: it reaches the code only as text and a CamelCase class
-        if slot in ("stage name", "stem op name") and evil == "os.system":
+        if slot in ("stage name", "stem op name", "block op name") and evil == "os.system":
             # a module path (a container `os` holding `system`), as timm's `stages.0.blocks`:
             # inert, it names attributes of the model and nothing else
-            assert "self.os = nn.Sequential(OrderedDict" in rc.compile(
-                SLOTS[slot](evil)).to_torch_source()
+            holder = "nn.ModuleDict(" if slot == "block op name" else "nn.Sequential(OrderedDict"
+            assert f"self.os = {holder}" in rc.compile(SLOTS[slot](evil)).to_torch_source()
             continue
         spec = SLOTS[slot](evil.format(marker=marker))
         folder = tmp_path / f"case{EVIL_NAMES.index(evil)}"

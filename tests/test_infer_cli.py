@@ -129,3 +129,23 @@ def test_numpy_resize_equals_torch_interpolate(h_in, w_in, h, w, mode, seed):
     got = resize(x, (h, w), mode)
     assert got.shape == want.shape and got.dtype == np.float32
     assert np.abs(got - want).max() <= 1e-5
+
+
+def test_a_training_runs_class_names_reach_the_onnx_file(tmp_path):
+    """train on an image folder records the folder names; --emit onnx with the run's weights
+    writes them into the metadata, and infer prints them."""
+    import yaml
+    files = _digit_files(tmp_path / "data", 30)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(_spec(1)))
+    r = run_cli("train", spec, "--dataset", "folder", "--data-dir", tmp_path / "data",
+                "--epochs", "1", "--batch-size", "16", "--out", tmp_path / "run", timeout=600)
+    assert r.returncode == 0, r.stderr[-400:]
+    model = tmp_path / "m.onnx"
+    r = run_cli(spec, "--emit", "onnx", "--weights", tmp_path / "run" / "model.safetensors",
+                "-o", model)
+    assert r.returncode == 0, r.stderr
+    props = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    assert props["class_names"] == '["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]'
+    r = run_cli("infer", model, files[0], "--top-k", "1", "--device", "cpu")
+    assert r.returncode == 0 and re.fullmatch(r".*: \d \d\.\d{4}\n", r.stdout), r.stdout

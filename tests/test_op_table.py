@@ -46,7 +46,7 @@ def test_random_specs_produce_every_op_in_the_table() -> None:
     """A new op must reach the property tests: the strategies produce every op kind."""
     seen: set[str] = set()
 
-    @settings(max_examples=250, database=None, derandomize=True)
+    @settings(max_examples=400, database=None, derandomize=True)
     @given(valid_specs(max_side=64))
     def collect(spec: dict[str, Any]) -> None:
         try:

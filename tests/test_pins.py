@@ -19,22 +19,22 @@ from resnet_compiler.emit.onnx import emit_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
-    "examples/custom_block.yaml": ('d2c60dfd58d8d473', 'edb94d51c08e2e7b'),
-    "examples/preact_wide_cifar.yaml": ('ef758d51110e71a6', '3aa1228460867383'),
-    "examples/seed_resnext.yaml": ('a2d766d091e72820', 'a20e7549e33c8b35'),
-    "spec/resnet101.yaml": ('99cba2f699668f5f', '3b7e56ceb68f5bc1'),
-    "spec/resnet152.yaml": ('c792cff356a29ac9', '71eb7a5979beef1e'),
-    "spec/resnet18.yaml": ('c8b0474fa52869f2', 'c8bb39380cdd6079'),
-    "spec/resnet18_fashion_mnist.yaml": ('8c8899184509d5d9', '3fb3d81bb134fd89'),
-    "spec/resnet20_cifar.yaml": ('8816c25a7b332976', 'f8ece965a7af5dfb'),
-    "spec/resnet34.yaml": ('7683fdc752ee1ea0', '71aa5c5422073729'),
-    "spec/resnet50.yaml": ('8e00051b09de69d1', 'b4150e6f6104e52d'),
-    "spec/resnet50d.yaml": ('a4c29b03c2b1c69a', 'ded57610e9afa89f'),
-    "spec/resnetv2_50.yaml": ('eaab2a51faafde33', 'db5ed87733cb57f4'),
-    "spec/resnext101_32x8d.yaml": ('96d5f8510786829e', '7a4afdd425ed3e36'),
-    "spec/resnext50_32x4d.yaml": ('9e64c0eb09756bea', '3c9c8e3ff64577b2'),
-    "spec/seresnet50.yaml": ('5682b6dbbedf156b', '76c3c9bc22a29237'),
-    "spec/wide_resnet50_2.yaml": ('dd4eb2d8f60f247f', '03a51546e5afd3e8'),
+    "examples/custom_block.yaml": ('7255ff6bbb2c5138', 'edb94d51c08e2e7b'),
+    "examples/preact_wide_cifar.yaml": ('849331eaf6591e36', '3aa1228460867383'),
+    "examples/seed_resnext.yaml": ('993a55fd85e53e66', 'a20e7549e33c8b35'),
+    "spec/resnet101.yaml": ('6c3006768029d148', '3b7e56ceb68f5bc1'),
+    "spec/resnet152.yaml": ('dcde192a5eb7baba', '71eb7a5979beef1e'),
+    "spec/resnet18.yaml": ('7d20baaf262c1a94', 'c8bb39380cdd6079'),
+    "spec/resnet18_fashion_mnist.yaml": ('795aa49268af0931', '3fb3d81bb134fd89'),
+    "spec/resnet20_cifar.yaml": ('70cb808a3e20c096', 'f8ece965a7af5dfb'),
+    "spec/resnet34.yaml": ('7bc4455d63e89734', '71aa5c5422073729'),
+    "spec/resnet50.yaml": ('39e97f72867c1602', 'b4150e6f6104e52d'),
+    "spec/resnet50d.yaml": ('836c586e0f148b94', 'ded57610e9afa89f'),
+    "spec/resnetv2_50.yaml": ('022882845200b99a', 'db5ed87733cb57f4'),
+    "spec/resnext101_32x8d.yaml": ('3dc7d82723fc2388', '7a4afdd425ed3e36'),
+    "spec/resnext50_32x4d.yaml": ('41c73593e8a266c5', '3c9c8e3ff64577b2'),
+    "spec/seresnet50.yaml": ('a3c5cc216491ebcb', '76c3c9bc22a29237'),
+    "spec/wide_resnet50_2.yaml": ('e2046bcc41a23134', '03a51546e5afd3e8'),
 }
 
 

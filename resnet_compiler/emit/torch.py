@@ -23,6 +23,7 @@ import networkx as nx
 from ..block_graph import BLOCK_INPUT, RESIDUAL, local_name, parse_ref
 from ..expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
 from ..ops import REGISTRY
+from ..preprocessing import Preprocessing
 from ..templates import BlockTemplate, Layout, OpTemplate, TopOp
 
 INDENT = "    "
@@ -603,6 +604,7 @@ def emit_torch(graph: nx.DiGraph, layout: Layout) -> str:
         f" {gg['total_params']:,} parameters, {gg['total_macs'] / 1e9:.3f} GMACs.",
         *textwrap.wrap(f"Returns {ends(gg)}." if gg.get("outputs") else "", WIDTH),
         f"Spec sha256: {gg['spec_sha256']}.",
+        f"Preprocessing: {Preprocessing.from_json(gg['preprocessing']).describe()}.",
         "Regenerate rather than edit: resnet-compile SPEC --emit torch -o FILE",
         '"""',
         "",

@@ -70,7 +70,8 @@ def reductions(graph: nx.DiGraph) -> dict[str, int]:
 
 def feature_info(graph: nx.DiGraph, layout: Layout) -> list[str]:
     """The class attribute listing the returned feature maps (or, without `outputs:`, every
-    stage's), with channels and stride to the input, as timm's feature_info."""
+    stage's), with channels and stride to the input, as timm's feature_info (a tuple: a class
+    attribute stays immutable)."""
     outputs = graph.graph.get("outputs") or {}
     if outputs:
         pairs = list(outputs.items())
@@ -89,7 +90,7 @@ def feature_info(graph: nx.DiGraph, layout: Layout) -> list[str]:
     reduction = reductions(graph)
     items = [f'{INDENT}{{"module": "{name}", "num_chs": {graph.nodes[node]["shape"][0]},'
              f' "reduction": {reduction[node]}}},' for name, node in pairs]
-    return [note, "feature_info = [", *items, "]"]
+    return [note, "feature_info = (", *items, ")"]
 
 
 def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
