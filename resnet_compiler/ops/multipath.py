@@ -126,18 +126,8 @@ class ConcatOp(_Functional):
     model = Concat
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
-        if len(inputs) < 2:
-            raise ShapeError("concat needs two or more inputs")
         axis = AXES[attrs.get("axis", "channels")]
-        first = inputs[0]
-        for i, other in enumerate(inputs[1:], 1):
-            if len(other) != len(first):
-                raise ShapeError(f"input 1 is {format_shape(first)} and input {i + 1}"
-                                 f" {format_shape(other)}")
-            for d, (a, c) in enumerate(zip(first, other, strict=True)):
-                if d != axis and a != c:
-                    raise ShapeError(f"the inputs differ in {DIMENSION_NAMES[d]}: {a} (input 1)"
-                                     f" vs {c} (input {i + 1})")
+        first = _same_shapes("concat", inputs, axis)
         out = list(first)
         out[axis] = sum(s[axis] for s in inputs)
         return tuple(out)
@@ -168,13 +158,7 @@ class AddOp(_Functional):
     model = Add
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
-        if len(inputs) < 2:
-            raise ShapeError("add needs two or more inputs")
-        first = inputs[0]
-        for i, other in enumerate(inputs[1:], 1):
-            if other != first:
-                raise ShapeError(_mismatch("add", first, other, i))
-        return first
+        return _same_shapes("add", inputs)
 
     def torch_call(self, module: str, inputs: Sequence[str]) -> str:
         return " + ".join(inputs)
@@ -188,12 +172,21 @@ class AddOp(_Functional):
         return value
 
 
-def _mismatch(kind: str, first: Shape, other: Shape, i: int) -> str:
-    if len(first) != len(other):
-        return f"cannot {kind} {format_shape(first)} (input 1) and {format_shape(other)} (input {i + 1})"
-    d = next(d for d, (a, c) in enumerate(zip(first, other, strict=True)) if a != c)
-    return (f"the inputs differ in {DIMENSION_NAMES[d] if d < 3 else f'dimension {d}'}: {first[d]}"
-            f" (input 1) vs {other[d]} (input {i + 1})")
+def _same_shapes(kind: str, inputs: Sequence[Shape], free_axis: int | None = None) -> Shape:
+    """The first input's shape, after checking that every input matches it (except along
+    `free_axis`); the error names the first dimension that differs."""
+    if len(inputs) < 2:
+        raise ShapeError(f"{kind} needs two or more inputs")
+    first = inputs[0]
+    for i, other in enumerate(inputs[1:], 2):
+        if len(other) != len(first):
+            raise ShapeError(f"cannot {kind} {format_shape(first)} (input 1) and"
+                             f" {format_shape(other)} (input {i})")
+        for d, (a, c) in enumerate(zip(first, other, strict=True)):
+            if d != free_axis and a != c:
+                raise ShapeError(f"the inputs differ in {DIMENSION_NAMES[d] if d < 3 else d}:"
+                                 f" {a} (input 1) vs {c} (input {i})")
+    return first
 
 
 class Mul(OpModel):
