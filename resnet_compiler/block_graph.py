@@ -54,7 +54,7 @@ def wire(kind: str, sections: Sequence[tuple[str, Sequence[Any]]], names: Sequen
         if name in RESERVED or local_name(name) in RESERVED:
             raise fail((*where[name], "name"), f"block {kind!r}: {name!r} is a reserved value name"
                        f" ({', '.join(RESERVED)})")
-        if op.op == "split" and op.when is not None:
+        if op.op in REGISTRY and REGISTRY[op.op].has_parts and op.when is not None:
             raise fail((*where[name], "when"), f"block {kind!r}: a split cannot be optional"
                        " (its parts would have no value when it is off)")
     _check_modules(kind, names, [op for _, _, op in ops], where, fail)
@@ -65,7 +65,8 @@ def wire(kind: str, sections: Sequence[tuple[str, Sequence[Any]]], names: Sequen
             raise fail(where[name], f"block {kind!r}: {other!r} and {name!r} name the same local"
                        f" variable {local_name(name)!r}")
 
-    split_ops = {name for name, (_, _, op) in zip(names, ops, strict=True) if op.op == "split"}
+    split_ops = {name for name, (_, _, op) in zip(names, ops, strict=True)
+                 if op.op in REGISTRY and REGISTRY[op.op].has_parts}
     position = {name: k for k, name in enumerate(names)}
     inputs: list[tuple[str, ...]] = []
     previous = {"branch": BLOCK_INPUT, "post": RESIDUAL}

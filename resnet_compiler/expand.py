@@ -421,7 +421,7 @@ class _Expander:
             if part >= len(attrs[node]["sizes"]):
                 raise self.error(origin, f"{block_id}: {node}[{part}]: the split has only"
                                  f" {len(attrs[node]['sizes'])} parts")
-            return REGISTRY["split"].part_shape(attrs[node], shapes[node], part)
+            return REGISTRY[attrs[node]["op"]].part_shape(attrs[node], shapes[node], part)
 
         def run(ops: tuple[OpTemplate, ...], start: Port, chain: bool = False) -> Port:
             """Expand `ops`; a chain (the projection) starts at `start`, the branch and post

@@ -181,6 +181,7 @@ def _onnx_shapes(path: Path, graph: Any, fold_bn: bool, batch: int | None) -> tu
     import onnx
 
     from .emit.onnx import value_names
+    from .ops import REGISTRY
     model = onnx.load(str(path))
     del model.graph.value_info[:]
     for t in model.graph.initializer:  # inference needs the dims only, not the weights
@@ -197,8 +198,9 @@ def _onnx_shapes(path: Path, graph: Any, fold_bn: bool, batch: int | None) -> tu
     for node, value in names.items():
         data = graph.nodes[node]
         # a split's values are its parts
-        parts = {f"{value}[{i}]": (size, *data["shape"][1:]) for i, size in
-                 enumerate(data["sizes"])} if data["op"] == "split" else {value: data["shape"]}
+        opdef = REGISTRY[data["op"]]
+        parts = {f"{value}[{i}]": s for i, s in enumerate(opdef.part_shapes(data, data["shape"]))
+                 } if opdef.has_parts else {value: data["shape"]}
         for name, shape in parts.items():
             want = [batch or "batch", *shape]
             got = dims.get(name)

@@ -9,6 +9,7 @@ import networkx as nx
 
 from ..errors import UsageError
 from ..messages import did_you_mean
+from ..ops import REGISTRY
 
 
 def _plain(value: Any) -> Any:
@@ -59,8 +60,8 @@ def to_dot(graph: nx.DiGraph, blocks: dict[str, str] | None = None,
             d = graph.nodes[node]
             short = node[len(owner) + 1:] if owner else node
             dims = [str(v) for v in d["shape"]]
-            if "sizes" in d:  # a split: its parts' channels
-                dims[0] = "+".join(map(str, d["sizes"]))
+            if REGISTRY[d["op"]].has_parts:  # a split: its parts' channels
+                dims[0] = "+".join(str(s[0]) for s in REGISTRY[d["op"]].part_shapes(d, d["shape"]))
             label = f"{short}\n{d['op']} {'x'.join(dims)}"
             lines.append(f"{indent}{_quote(node)} [label={_quote(label)}];")
         if owner:

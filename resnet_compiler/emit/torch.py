@@ -225,7 +225,7 @@ class _Values:
         if part is None:
             return self.channels[base]
         op = next(o for o in (*self.t.branch, *self.t.post) if o.name == base)
-        return REGISTRY["split"].torch_part_channels(_code(op), self.channels[base], part)
+        return REGISTRY[op.kind].torch_part_channels(_code(op), self.channels[base], part)
 
     def place(self, op: OpTemplate) -> str:
         """The variable that holds `op`'s value."""
@@ -319,7 +319,7 @@ def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, _Values]:
         v.channels[op.name] = _channels_after(op, opdef.torch_out_channels(
             _code(op), [v.channels_of(r) for r in op.inputs]), in_ch)
         v.fresh[op.name] = (v.fresh[parse_ref(first)[0]] if op.when is not None else True) \
-            and not in_place and op.kind != "split"
+            and not in_place and not opdef.has_parts
         if op.name == t.projection_from:
             forward.append("preact = out")
             v.holder[op.name], v.fresh[op.name] = "preact", False

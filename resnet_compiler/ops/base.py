@@ -185,6 +185,7 @@ class OpDef:
     inplace_ok: ClassVar[bool] = False  # the torch module takes `inplace=True`
     onnx_passthrough: ClassVar[bool] = False  # at inference the op is its input (no ONNX node)
     functional: ClassVar[bool] = False  # no module: a torch expression on named values
+    has_parts: ClassVar[bool] = False  # its value is several parts, read as NAME[i] (views)
 
     # -- spec side --------------------------------------------------------------------------------
     def sources(self, op: OpModel, ctx: Context) -> dict[str, Any]:
@@ -255,6 +256,18 @@ class OpDef:
     def torch_call(self, module: str, inputs: Sequence[str]) -> str:
         """The forward expression applying the op to its inputs."""
         return f"{module}({inputs[0]})"
+
+    def part_shape(self, attrs: Attrs, shape: Shape, part: int) -> Shape:
+        """The shape of part `part` of the value (ops with `has_parts`)."""
+        raise NotImplementedError(f"{self.kind} has no parts")
+
+    def part_shapes(self, attrs: Attrs, shape: Shape) -> list[Shape]:
+        """Every part's shape (ops with `has_parts`)."""
+        raise NotImplementedError(f"{self.kind} has no parts")
+
+    def torch_part_channels(self, src: Mapping[str, Any], in_channels: str, part: int) -> str:
+        """A part's channels as source text (ops with `has_parts`)."""
+        raise NotImplementedError(f"{self.kind} has no parts")
 
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
         """The forward expression, for ops whose call depends on their attributes (functional

@@ -67,6 +67,7 @@ class SplitOp(_Functional):
     model = Split
     sizes = {"parts": 2}
     size_lists = {"sizes": 1}
+    has_parts = True
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
         channels = inputs[0][0]
@@ -83,6 +84,9 @@ class SplitOp(_Functional):
 
     def part_shape(self, attrs: Attrs, shape: Shape, part: int) -> Shape:
         return (attrs["sizes"][part], *shape[1:])
+
+    def part_shapes(self, attrs: Attrs, shape: Shape) -> list[Shape]:
+        return [self.part_shape(attrs, shape, i) for i in range(len(attrs["sizes"]))]
 
     def acts(self, attrs: Attrs, out: Shape) -> int:
         return 0  # views of its input
