@@ -238,7 +238,7 @@ def _run_bench(argv: Sequence[str]) -> int:
     p.add_argument("--json", help="also write the results as JSON to this file")
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from .outputs import check_output_path, write_atomic
+    from .outputs import check_output_path
     for out in (args.csv, args.json):
         if out:
             check_output_path(out)
@@ -254,11 +254,9 @@ def _run_bench(argv: Sequence[str]) -> int:
           f"rounds")
     print(format_table(rows), end="")
     if args.csv:
-        write_atomic(args.csv, to_csv(rows))
-        _wrote(args.csv)
+        _emit_text_or_file(to_csv(rows), args.csv)
     if args.json:
-        write_atomic(args.json, to_json(rows, info))
-        _wrote(args.json)
+        _emit_text_or_file(to_json(rows, info), args.json)
     return 0
 
 
