@@ -45,6 +45,7 @@ class QuantReport:
     int8_accuracy: float
     fp32_bytes: int
     int8_bytes: int
+    trained: bool = True  # False: seeded random weights, whose accuracy means nothing
 
     def format(self) -> str:
         return "\n".join([
@@ -52,7 +53,9 @@ class QuantReport:
             f" calibrated on"
             f" {self.calibration_images} {self.dataset} training images",
             f"  top-1 agreement with fp32: {self.agreement:.2%} of {self.test_images} test images",
-            f"  test accuracy: fp32 {self.fp32_accuracy:.2%}, int8 {self.int8_accuracy:.2%}",
+            f"  test accuracy: fp32 {self.fp32_accuracy:.2%}, int8 {self.int8_accuracy:.2%}"
+            if self.trained else
+            "  test accuracy: not meaningful for seeded random weights (pass --weights CKPT)",
             f"  size: fp32 {self.fp32_bytes / 2**20:.1f} MiB, int8 {self.int8_bytes / 2**20:.1f}"
             f" MiB",
         ]) + "\n"
@@ -151,6 +154,7 @@ def quantize_int8(net: CompiledNetwork, output: str | os.PathLike[str], weights:
         labels = ds.test_labels.numpy()
         report = QuantReport(net.name, dataset, len(calibration), len(labels),
                              float((want == got).mean()), float((want == labels).mean()),
-                             float((got == labels).mean()), fp32_path.stat().st_size, len(data))
+                             float((got == labels).mean()), fp32_path.stat().st_size, len(data),
+                             trained=weights is not None)
     write_atomic(output, data)
     return report

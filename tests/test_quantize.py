@@ -96,6 +96,19 @@ def test_int8_accuracy_within_one_point_of_fp32(trained: tuple[Path, Path], tmp_
     assert meta["quantization"].startswith("int8 static QDQ, per-channel")
 
 
+def test_untrained_weights_report_no_accuracy(tmp_path: Path) -> None:
+    """Without --weights the seeded initialisation is quantized; its accuracy would be chance, so
+    the report says so instead of printing a figure a user could take for a regression."""
+    spec = tmp_path / "digits_int8.yaml"
+    spec.write_text(SPEC)
+    r = run_cli(str(spec), "--emit", "onnx", "--quantize", "int8", "--calibrate", "digits",
+                "--calibration-images", "32", "-o", str(tmp_path / "q.onnx"))
+    assert r.returncode == 0, r.stderr
+    assert "test accuracy: not meaningful for seeded random weights" in r.stdout
+    assert "top-1 agreement with fp32:" in r.stdout
+    assert (tmp_path / "q.onnx").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--emit", "onnx", "--quantize", "int8", "-o", "q.onnx"], "needs --calibrate DATASET"),
     (["--emit", "onnx", "--calibrate", "digits", "-o", "q.onnx"], "--calibrate goes with --quantize"),
