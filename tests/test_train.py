@@ -169,7 +169,7 @@ def test_diverged_loss_message_is_neutral() -> None:
 
 def test_ddp_two_gloo_ranks_agree(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    r = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", RESNET_COMPILE, "train",
+    r = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "resnet_compiler", "train",
                         str(tiny), "--dataset", "digits", "--epochs", "2", "--batch-size", "64",
                         "--out", str(out), "--print-weights-hash"],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
