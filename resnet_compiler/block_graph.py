@@ -22,10 +22,17 @@ RESERVED = (BLOCK_INPUT, RESIDUAL, "downsample", "shortcut", "out", "preact")
 Fail = Callable[[tuple[Any, ...], str], Exception]
 
 
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """`spx[2]` -> ("spx", 2); `conv1` -> ("conv1", None)."""
+FAN_IN = "*"
+
+
+def parse_ref(ref: str) -> tuple[str, int | str | None]:
+    """`spx[2]` -> ("spx", 2); `sp[i - 1]` -> ("sp", "i - 1"); `xr[*]` -> ("xr", "*");
+    `conv1` -> ("conv1", None)."""
     base, bracket, index = ref.partition("[")
-    return (base, int(index[:-1])) if bracket else (base, None)
+    if not bracket:
+        return base, None
+    inner = index[:-1].strip()
+    return (base, int(inner)) if inner.isdigit() else (base, inner)
 
 
 def local_name(name: str) -> str:
@@ -43,13 +50,31 @@ class Wiring:
     output: str
 
 
+def flatten(ops: Sequence[Any]) -> list[tuple[Any, tuple[int, ...], int | None]]:
+    """Each op of a body with its path in the spec (`(3, "ops", 1)`: op 1 of the loop at 3) and
+    the position of the loop it is in (None outside loops); loops opened."""
+    out: list[tuple[Any, tuple[Any, ...], int | None]] = []
+    for i, op in enumerate(ops):
+        if hasattr(op, "repeat"):
+            out += [(inner, (i, "ops", j), i) for j, inner in enumerate(op.ops)]
+        else:
+            out.append((op, (i,), None))
+    return out
+
+
 def wire(kind: str, sections: Sequence[tuple[str, Sequence[Any]]], names: Sequence[str],
-         output: str | None, projection_from: str | None, fail: Fail) -> Wiring:
-    """Check and resolve the wiring of block `kind`; `sections` are ("branch", ops) and
-    ("post", ops), `names` their ops' names in the same order."""
-    ops = [(section, i, op) for section, section_ops in sections for i, op in enumerate(section_ops)]
-    where = {name: ("blocks", kind, section, i) for name, (section, i, _) in zip(names, ops,
-                                                                              strict=True)}
+         output: str | None, projection_from: str | None, fail: Fail,
+         owner: tuple[Any, ...] | None = None) -> Wiring:
+    """Check and resolve the wiring of block (or module) `kind`; `sections` are ("branch", ops)
+    and ("post", ops) (a module: one ("ops", ops)), `names` their ops' names in the same order,
+    loops opened (see `flatten`)."""
+    owner = owner or ("blocks", kind)
+    ops = [(section, path, op, (section, loop) if loop is not None else None)
+           for section, section_ops in sections for op, path, loop in flatten(section_ops)]
+    where = {name: (*owner, section, *path) for name, (section, path, _, _) in zip(
+        names, ops, strict=True)}
+    loop_of = {name: loop for name, (_, _, _, loop) in zip(names, ops, strict=True)}
+    ops = [(section, path, op) for section, path, op, _ in ops]
     for name, (_, _, op) in zip(names, ops, strict=True):
         if name in RESERVED or local_name(name) in RESERVED:
             raise fail((*where[name], "name"), f"block {kind!r}: {name!r} is a reserved value name"
@@ -69,17 +94,29 @@ def wire(kind: str, sections: Sequence[tuple[str, Sequence[Any]]], names: Sequen
                  if op.op in REGISTRY and REGISTRY[op.op].has_parts}
     position = {name: k for k, name in enumerate(names)}
     inputs: list[tuple[str, ...]] = []
-    previous = {"branch": BLOCK_INPUT, "post": RESIDUAL}
+    previous: dict[str, str | None] = {"branch": BLOCK_INPUT, "post": RESIDUAL, "ops": BLOCK_INPUT}
     for k, (name, (section, _, op)) in enumerate(zip(names, ops, strict=True)):
+        before = previous[section]
+        if not op.input and before is None:
+            raise fail(where[name], f"block {kind!r}: {name!r} follows a loop; name what it reads"
+                       " with `input:` (NAME[*] for every copy of a loop's value)")
         refs = ([op.input] if isinstance(op.input, str) else list(op.input)) if op.input else [
-            previous[section]]
-        previous[section] = name
+            before]
+        next_in_loop = k + 1 < len(names) and loop_of[names[k + 1]] == loop_of[name]
+        previous[section] = None if loop_of[name] is not None and not next_in_loop else name
         for ref in refs:
-            _check_ref(kind, name, section, ref, k, position, split_ops, names, where, fail)
+            _check_ref(kind, name, section, ref, k, position, split_ops, names, where, fail,
+                       loop_of)
         inputs.append(tuple(refs))
-    _check_acyclic(kind, names, inputs, position, where, fail)
+    # a loop's op may read an earlier copy of a later op of the same loop (`sp[i - 1]`)
+    ordered = [tuple(r for r in refs if not (parse_ref(r)[1] is not None
+                                              and loop_of.get(parse_ref(r)[0]) is not None
+                                              and loop_of.get(parse_ref(r)[0]) == loop_of[n]))
+               for n, refs in zip(names, inputs, strict=True)]
+    _check_acyclic(kind, names, ordered, position, where, fail)
 
-    branch_names = names[: len(sections[0][1])]
+    branch_names = [n for n, (section, _, _) in zip(names, ops, strict=True)
+                    if section != "post"]
     if output is not None and output not in branch_names:
         raise fail(("blocks", kind, "output"), f"block {kind!r}: output {output!r} is not a branch"
                    f" value{did_you_mean(output, branch_names)}")
@@ -98,22 +135,30 @@ def wire(kind: str, sections: Sequence[tuple[str, Sequence[Any]]], names: Sequen
 
 def _check_ref(kind: str, name: str, section: str, ref: str, k: int, position: dict[str, int],
                split_ops: set[str], names: Sequence[str], where: dict[str, tuple[Any, ...]],
-               fail: Fail) -> None:
+               fail: Fail, loop_of: dict[str, Any]) -> None:
     base, part = parse_ref(ref)
     loc = (*where[name], "input")
-    known = [BLOCK_INPUT, *names] if section == "branch" else [BLOCK_INPUT, RESIDUAL, *names]
+    known = [BLOCK_INPUT, *names] if section != "post" else [BLOCK_INPUT, RESIDUAL, *names]
     if base == RESIDUAL and section == "branch":
         raise fail(loc, f"block {kind!r}: {name!r} reads {RESIDUAL!r}, the residual sum, which"
                    " only `post` ops can read")
     if base not in known:
         raise fail(loc, f"block {kind!r}: {name!r} reads {ref!r}, which is never defined"
                    f"{did_you_mean(base, known)}")
-    if part is not None and base not in split_ops:
-        raise fail(loc, f"block {kind!r}: {name!r} reads {ref!r}, but {base!r} is not a split"
-                   " (only a split's parts are indexed)")
+    looped = base in loop_of and loop_of[base] is not None
+    same_loop = looped and loop_of[base] == loop_of.get(name)
+    if part is not None and base not in split_ops and not looped:
+        raise fail(loc, f"block {kind!r}: {name!r} reads {ref!r}, but {base!r} has no parts"
+                   " (only a split's parts and a loop's copies are indexed)")
     if part is None and base in split_ops:
         raise fail(loc, f"block {kind!r}: {name!r} reads the split {base!r} whole; read its parts"
-                   f" ({base}[0], {base}[1], ...)")
+                   f" ({base}[0], {base}[1], ..., or {base}[*] for all of them)")
+    if part is None and looped and not same_loop:
+        raise fail(loc, f"block {kind!r}: {name!r} reads {base!r}, a value of a loop; read one"
+                   f" copy ({base}[0]) or all of them ({base}[*])")
+    if part == FAN_IN and same_loop:
+        raise fail(loc, f"block {kind!r}: {name!r} reads every copy of {base!r} inside their"
+                   " own loop; read the earlier copies by index")
     if base == name:
         raise fail(loc, f"block {kind!r}: {name!r} reads its own value (a cycle)")
 

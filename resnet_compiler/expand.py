@@ -19,7 +19,7 @@ import networkx as nx
 from pydantic import ValidationError
 
 from . import __version__
-from .block_graph import BLOCK_INPUT, RESERVED, RESIDUAL, parse_ref, wire
+from .block_graph import BLOCK_INPUT, RESERVED, RESIDUAL, flatten, parse_ref, wire
 from .blocks import builtin_library
 from .errors import SpecError
 from .expr import Expr, ExprError, Value
@@ -27,7 +27,19 @@ from .load import Document
 from .messages import did_you_mean, format_bytes, format_shape
 from .ops import REGISTRY, SPEC_OPS, Context, OpDef, ShapeError
 from .preprocessing import Preprocessing
-from .templates import BlockInstance, BlockTemplate, Layout, OpTemplate, StageLayout, TopOp
+from .references import same_kind
+from .spec import Loop, ModuleCall
+from .templates import (
+    BlockInstance,
+    BlockTemplate,
+    Item,
+    Layout,
+    LoopTemplate,
+    ModuleTemplate,
+    OpTemplate,
+    StageLayout,
+    TopOp,
+)
 
 # Expansion is linear in the number of blocks; the deepest published ResNets have a few hundred.
 # The limit keeps a short spec with `depth: 1000000000` from hanging the compiler.
@@ -89,7 +101,14 @@ class _Expander:
                 if name in getattr(library, kind):
                     raise self.error((kind, name), f"{name!r} is a built-in {kind[:-1]}; "
                                                    "give yours another name")
+        for name in spec.modules:
+            if name in library.modules:
+                raise self.error(("modules", name), f"{name!r} is a built-in module; give yours"
+                                 " another name")
         self.blocks = {**library.blocks, **spec.blocks}
+        self.modules = {**library.modules, **spec.modules}
+        self.module_templates: dict[tuple[Any, ...], ModuleTemplate] = {}
+        self.module_stack: tuple[str, ...] = ()
         self.shortcuts = {**library.shortcuts, **spec.shortcuts}
         self.nodes: dict[str, dict[str, Any]] = {}
         self.edges: list[tuple[str, str, dict[str, Any]]] = []
@@ -117,6 +136,10 @@ class _Expander:
         choice = layers.get(op.op)
         if choice is None:
             return None if op.op == "anti_alias" else op
+        if choice["op"] in self.modules:  # an attention module (cbam) where se would be
+            return ModuleCall.model_validate(
+                {**{k: getattr(op, k) for k in ("name", "when") if k in op.model_fields_set},
+                 **choice})
         model = SPEC_OPS[choice["op"]].model
         # the replaced op's own settings carry over to another kind (a conv's sizes to std_conv);
         # a choice of the same kind (se -> {op: se, ratio: 0.25}) is the whole op
@@ -134,7 +157,10 @@ class _Expander:
             raise self.error(where, f"the {choice['op']} that replaces {op.op}: "
                              f"{loc + ': ' if loc else ''}{msg}") from None
 
-    def op_template(self, op: Any, name: str) -> OpTemplate:
+    def op_template(self, op: Any, name: str, layers: Mapping[str, Any] | None = None,
+                    where: Origin = ()) -> OpTemplate:
+        if isinstance(op, ModuleCall):
+            return self.call_template(op, name, layers or {}, where)
         opdef = REGISTRY[op.op]
         sources = opdef.sources(op, self.ctx)
         fields = opdef.expression_fields()
@@ -144,6 +170,33 @@ class _Expander:
                 exprs[f"{key}[{i}]"] = Expr.parse(item)
         when = Expr.parse(op.when) if op.when is not None else None
         return OpTemplate(name, op.op, sources, exprs, when)
+
+    def call_template(self, op: ModuleCall, name: str, layers: Mapping[str, Any],
+                      where: Origin) -> OpTemplate:
+        """A module call: the module's class, and the call's params as expressions."""
+        if op.op not in self.modules:
+            known = [*SPEC_OPS, *self.modules]
+            raise self.error((*where, "op"), f"unknown op or module {op.op!r}"
+                             f"{did_you_mean(op.op, known)}")
+        module = self.modules[op.op]
+        args = dict(op.model_extra or {})
+        for key, value in args.items():
+            if key not in module.params:
+                params = ", ".join(module.params) or "none"
+                raise self.error((*where, key), f"module {op.op!r} has no param {key!r} (params:"
+                                 f" {params}){did_you_mean(key, list(module.params))}")
+            if not isinstance(value, (bool, int, float, str)):
+                raise self.error((*where, key), f"{key}: a module param is a number, a flag or"
+                                 f" an expression, not {type(value).__name__}")
+        t = self.module_template(op.op, layers, (*where, "op"), self.module_stack)
+        exprs = {}
+        for key, value in args.items():
+            try:
+                exprs[key] = Expr.parse(value if isinstance(value, str) else repr(value))
+            except ExprError as e:
+                raise self.error((*where, key), str(e)) from None
+        when = Expr.parse(op.when) if op.when is not None else None
+        return OpTemplate(name, "module", args, exprs, when, module=t)
 
     def evaluate(self, t: OpTemplate, env: Mapping[str, Value], fail: Any) -> dict[str, Any]:
         """Sizes evaluated and checked; other attributes as they are."""
@@ -313,19 +366,22 @@ class _Expander:
             if op.input is not None:
                 raise self.error(("shortcuts", shortcut, i, "input"), "a shortcut is a chain of"
                                  " ops; 'input' is for ops inside a block's branch")
-        scope = self.names_for([*block.branch, *block.post], set(RESERVED))
+        flat = [op for op, _, _ in flatten([*block.branch, *block.post])]
+        scope = self.names_for(flat, set(RESERVED))
         for nm in scope:
             if scope.count(nm) > 1:
                 raise self.error(("blocks", kind), f"op name {nm!r} is used twice in the block")
         wiring = wire(kind, (("branch", block.branch), ("post", block.post)), scope, block.output,
                       block.projection_from, lambda where, msg: self.error(where, msg))
         # what the layer choices fix for the whole class folds away (no `aa` switch in a class
-        # that has no anti-aliasing layer)
-        known: dict[str, Value] = {"aa": "anti_alias" in layers}
+        # that has no anti-aliasing layer); a name the block declares is its own, never these
+        known: dict[str, Value] = {"aa": "anti_alias" in layers, "attn": "se" in layers}
         if self.spec.defaults.drop_path_rate == 0:
             known["drop_path_rate"] = 0.0
         if not self.dilated:
             known.update(dilation=1, first_dilation=1)
+        declared = set(block.params) | set(block.vars)
+        known = {k: v for k, v in known.items() if k not in declared}
         block_vars = []
         for var, text in block.vars.items():
             e = Expr.parse(text).partial(known)
@@ -336,35 +392,22 @@ class _Expander:
 
         # an op that no instance has (an unfilled slot, a `when` always false) is its input
         alias: dict[str, str] = {}
+        n_branch = len(flatten(block.branch))
+        branch = self.body_templates(block.branch, scope[:n_branch], wiring.inputs[:n_branch],
+                                     layers, known, alias, origin, ("blocks", kind, "branch"))
+        post = self.body_templates(block.post, scope[n_branch:], wiring.inputs[n_branch:],
+                                   layers, known, alias, origin, ("blocks", kind, "post"))
 
         def resolve(ref: str) -> str:
-            base, part = parse_ref(ref)
-            target = alias.get(base, base)
-            return target if part is None else f"{target}[{part}]"
+            return _resolve_alias(ref, alias)
 
-        def templates(ops: list[Any], names: list[str], inputs: tuple[tuple[str, ...], ...]
-                      ) -> tuple[OpTemplate, ...]:
-            out = []
-            for op, nm, refs in zip(ops, names, inputs, strict=True):
-                refs = tuple(resolve(r) for r in refs)
-                concrete = self.substitute(op, layers, origin)
-                t = None
-                if concrete is not None:
-                    t = _specialise(self.op_template(concrete, nm), known)
-                if t is None:
-                    alias[nm] = refs[0]
-                else:
-                    out.append(replace(t, inputs=refs))
-            return tuple(out)
-
-        n_branch = len(block.branch)
-        branch = templates(block.branch, scope[:n_branch], wiring.inputs[:n_branch])
-        post = templates(block.post, scope[n_branch:], wiring.inputs[n_branch:])
         shortcut_ops = self.shortcuts[shortcut]
-        projection = templates(shortcut_ops, [f"downsample.{op.name or i}"
-                                              for i, op in enumerate(shortcut_ops)],
-                               tuple((BLOCK_INPUT,) for _ in shortcut_ops))  # a chain
-        norms = [t.name for t in branch if REGISTRY[t.kind].role == "norm" and t.when is None
+        projection = self.body_templates(
+            shortcut_ops, [f"downsample.{op.name or i}" for i, op in enumerate(shortcut_ops)],
+            tuple((BLOCK_INPUT,) for _ in shortcut_ops), layers, known, alias, origin,
+            ("shortcuts", shortcut))  # a chain
+        norms = [t.name for t in branch if isinstance(t, OpTemplate) and t.module is None
+                 and REGISTRY[t.kind].role == "norm" and t.when is None
                  and t.sources.get("affine", True)]  # a norm without weight cannot start at zero
         name = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
         return BlockTemplate(
@@ -375,8 +418,81 @@ class _Expander:
             projection_from=resolve(block.projection_from) if block.projection_from else None,
             output=resolve(wiring.output),
             last_norm=norms[-1] if norms else None, shared_key=shared,
-            position=tuple(n for n in POSITION_DEFAULTS if n in _template_names(
-                block, self.shortcuts[shortcut])))
+            position=tuple(n for n in POSITION_DEFAULTS if n not in declared and n in
+                           _template_names(block, self.shortcuts[shortcut])))
+
+    # ---- bodies: ops, module calls and loops -------------------------------------------------
+    def body_templates(self, ops: list[Any], names: list[str], inputs: tuple[tuple[str, ...], ...],
+                       layers: Mapping[str, Any], known: Mapping[str, Value],
+                       alias: dict[str, str], origin: Origin, where: Origin) -> tuple[Item, ...]:
+        """Templates of a body's ops (`names` and `inputs` for its ops with loops opened): layer
+        choices applied, what `known` fixes folded, ops no instance has left out (their value
+        is their first input, recorded in `alias`), module calls bound to their modules."""
+        out: list[Item] = []
+        k = 0
+        for i, op in enumerate(ops):
+            if isinstance(op, Loop):
+                n = len(op.ops)
+                body = self.body_templates(op.ops, names[k:k + n], inputs[k:k + n], layers,
+                                           known, alias, origin, (*where, i, "ops"))
+                k += n
+                if any(isinstance(b, LoopTemplate) for b in body):
+                    raise self.error((*where, i), "loops do not nest; make the inner loop a"
+                                     " module's")
+                count = Expr.parse(str(op.repeat)).partial(known)
+                if body:
+                    out.append(LoopTemplate(count, op.index, tuple(body)))  # type: ignore[arg-type]
+                continue
+            nm, refs = names[k], tuple(_resolve_alias(r, alias) for r in inputs[k])
+            k += 1
+            concrete = self.substitute(op, layers, (*where, i))
+            t = None
+            if concrete is not None:
+                t = _specialise(self.op_template(concrete, nm, layers, (*where, i)), known)
+            if t is None:
+                alias[nm] = refs[0]
+            else:
+                out.append(replace(t, inputs=refs))
+        return tuple(out)
+
+    def module_template(self, kind: str, layers: Mapping[str, Any], where: Origin,
+                        stack: tuple[str, ...] = ()) -> ModuleTemplate:
+        """The class of module `kind` under these layer choices, built once per compile."""
+        key = (kind, _freeze(layers))
+        found = self.module_templates.get(key)
+        if found is not None:
+            return found
+        if kind in stack or len(stack) > 16:
+            loop = " -> ".join([*stack, kind])
+            raise self.error(where, f"module {kind!r} contains itself ({loop})")
+        module = self.modules[kind]
+        owner: Origin = ("modules", kind)
+        flat = [op for op, _, _ in flatten(module.ops)]
+        scope = self.names_for(flat, set(RESERVED))
+        for nm in scope:
+            if scope.count(nm) > 1:
+                raise self.error(owner, f"op name {nm!r} is used twice in module {kind!r}")
+        wiring = wire(kind, (("ops", module.ops),), scope, module.output, None,
+                      lambda at, msg: self.error(at, msg), owner)
+        alias: dict[str, str] = {}
+        self.module_stack = (*stack, kind)
+        try:
+            body = self.body_templates(module.ops, scope, wiring.inputs, layers, {}, alias,
+                                       owner, (*owner, "ops"))
+        finally:
+            self.module_stack = stack
+        variables = tuple((var, Expr.parse(text)) for var, text in module.vars.items())
+        name = module.class_name or "".join(p.capitalize() for p in kind.split("_"))
+        taken = {t.class_name for t in self.module_templates.values()} | set(self.layout.classes)
+        base, n = name, 1
+        while name in taken:
+            n += 1
+            name = f"{base}{n}"
+        t = ModuleTemplate(name, kind, dict(module.params), variables, body,
+                           _resolve_alias(wiring.output, alias))
+        self.module_templates[key] = t
+        self.layout.modules[name] = t
+        return t
 
     # ---- block instances ---------------------------------------------------------------------
     def block_env(self, t: BlockTemplate, in_channels: int, channels: int, stride: int,
@@ -404,68 +520,27 @@ class _Expander:
                      block_id: str, origin: Origin) -> tuple[list[_Node], str]:
         """The block's nodes relative to its prefix, and the name of its output."""
         env = self.block_env(t, in_shape[0], channels, stride, params, position, origin)
-        nodes: list[_Node] = []
-        shapes: dict[str, tuple[int, ...]] = {"": in_shape}
-        attrs: dict[str, dict[str, Any]] = {}
-        where: dict[str, Port] = {BLOCK_INPUT: ("", None)}
-
-        def port(ref: str) -> Port:
-            base, part = parse_ref(ref)
-            node, _ = where[base]
-            return (node, part) if part is not None else where[base]
-
-        def shape(p: Port) -> tuple[int, ...]:
-            node, part = p
-            if part is None:
-                return shapes[node]
-            if part >= len(attrs[node]["sizes"]):
-                raise self.error(origin, f"{block_id}: {node}[{part}]: the split has only"
-                                 f" {len(attrs[node]['sizes'])} parts")
-            return REGISTRY[attrs[node]["op"]].part_shape(attrs[node], shapes[node], part)
-
-        def run(ops: tuple[OpTemplate, ...], start: Port, chain: bool = False) -> Port:
-            """Expand `ops`; a chain (the projection) starts at `start`, the branch and post
-            read the values they name. Returns the last value."""
-            last = start
-            for op in ops:
-                ports = [last] if chain else [port(r) for r in op.inputs]
-                if op.when is not None and not self.condition(op, env, block_id, origin):
-                    where[op.name] = last = ports[0]
-                    continue
-                label = f"{block_id}.{op.name}"
-
-                def fail(key: str, msg: str, label: str = label) -> SpecError:
-                    return self.error(origin, f"{label}.{key}: {msg}")
-                values = self.evaluate(op, env, fail)
-                data = self.make_node(op, values, [shape(p) for p in ports], label, origin,
-                                      None if chain else list(op.inputs))
-                if data is None:
-                    where[op.name] = last = ports[0]
-                    continue
-                nodes.append(_Node(op.name, data, tuple(ports), ("input",) * len(ports)))
-                shapes[op.name], attrs[op.name] = data["shape"], data
-                where[op.name] = last = (op.name, None)
-            return last
-
-        run(t.branch, ("", None))
-        y = port(t.output)
+        body = _Body(self, block_id, origin, in_shape)
+        where: dict[str, Any] = {BLOCK_INPUT: ("", None)}
+        body.run(t.branch, env, where, "")
+        y = body.port(t.output, env, where)
         shortcut: Port = ("", None)
         if stride != 1 or in_shape[0] != env["out_channels"]:
-            start = port(t.projection_from) if t.projection_from else ("", None)
-            shortcut = run(t.projection, start, chain=True)
-        if shape(y) != shape(shortcut):
+            start = body.port(t.projection_from, env, where) if t.projection_from else ("", None)
+            shortcut = body.run(t.projection, env, {BLOCK_INPUT: start}, "", chain=True)
+        if body.shape(y) != body.shape(shortcut):
             raise self.error(origin, f"{block_id}.add: cannot add the branch "
-                             f"{format_shape(shape(y))} to the shortcut "
-                             f"{format_shape(shape(shortcut))}")
-        add = self.make_node(OpTemplate(RESIDUAL, "add", {}, {}), {}, [shape(y), shape(shortcut)],
-                             f"{block_id}.add", origin)
+                             f"{format_shape(body.shape(y))} to the shortcut "
+                             f"{format_shape(body.shape(shortcut))}")
+        add = self.make_node(OpTemplate(RESIDUAL, "add", {}, {}), {},
+                             [body.shape(y), body.shape(shortcut)], f"{block_id}.add", origin)
         assert add is not None
-        nodes.append(_Node(RESIDUAL, add, (y, shortcut), ("branch", "shortcut")))
-        shapes[RESIDUAL] = add["shape"]
+        body.nodes.append(_Node(RESIDUAL, add, (y, shortcut), ("branch", "shortcut")))
+        body.shapes[RESIDUAL] = add["shape"]
         where[RESIDUAL] = (RESIDUAL, None)
-        out = run(t.post, (RESIDUAL, None))
+        out = body.run(t.post, env, where, "") if t.post else (RESIDUAL, None)
         assert out[1] is None
-        return nodes, out[0]
+        return body.nodes, out[0]
 
     def condition(self, op: OpTemplate, env: Mapping[str, Value], block_id: str,
                   origin: Origin) -> bool:
@@ -557,7 +632,8 @@ class _Expander:
             if choice is None:
                 choice, where = getattr(self.spec.defaults, setting), ("defaults", setting)
             if choice is not None:
-                out[kind] = _layer_mapping(setting, choice, lambda msg, w=where: self.error(w, msg))
+                out[kind] = _layer_mapping(setting, choice, lambda msg, w=where: self.error(w, msg),
+                                           self.modules if setting == "attn" else {})
                 self.choice_origin[(kind, _freeze(out[kind]))] = where
         return out
 
@@ -737,6 +813,149 @@ class _Expander:
         return g, self.layout
 
 
+MAX_REPEAT = 64
+
+
+class _Body:
+    """The nodes of one block instance: its ops, module calls (their ops under the call's name)
+    and loops (each copy's ops under `name.i`), relative to the block's prefix."""
+
+    def __init__(self, ex: _Expander, block_id: str, origin: Origin, in_shape: tuple[int, ...]):
+        self.ex, self.block_id, self.origin = ex, block_id, origin
+        self.nodes: list[_Node] = []
+        self.shapes: dict[str, tuple[int, ...]] = {"": in_shape}
+        self.attrs: dict[str, dict[str, Any]] = {}
+
+    def error(self, message: str) -> SpecError:
+        return self.ex.error(self.origin, message)
+
+    def shape(self, p: Port) -> tuple[int, ...]:
+        node, part = p
+        if part is None:
+            return self.shapes[node]
+        return REGISTRY[self.attrs[node]["op"]].part_shape(self.attrs[node], self.shapes[node], part)
+
+    def ports(self, ref: str, env: Mapping[str, Value], where: Mapping[str, Any]) -> list[Port]:
+        """The values `ref` names: one, or every part or copy for `name[*]`."""
+        base, part = parse_ref(ref)
+        value = where[base]
+        if isinstance(value, list):  # a loop's copies
+            if part == "*":
+                return list(value)
+            index = self.index(ref, part, env, len(value))
+            return [value[index]]
+        node, _ = value
+        if part is None:
+            return [value]
+        data = self.attrs.get(node)
+        if data is None or not REGISTRY[data["op"]].has_parts:
+            raise self.error(f"{self.block_id}: {ref!r}: {base!r} has no parts")
+        n = len(data["sizes"])
+        if part == "*":
+            return [(node, k) for k in range(n)]
+        return [(node, self.index(ref, part, env, n))]
+
+    def index(self, ref: str, part: Any, env: Mapping[str, Value], n: int) -> int:
+        if isinstance(part, int):
+            k = part
+        else:
+            try:
+                k = Expr.parse(part).evaluate(env)
+            except ExprError as e:
+                raise self.error(f"{self.block_id}: {ref!r}: {e}") from None
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n:
+            raise self.error(f"{self.block_id}: {ref!r}: index {k!r} is outside 0..{n - 1}"
+                             f" (there are {n})")
+        return k
+
+    def port(self, ref: str, env: Mapping[str, Value], where: Mapping[str, Any]) -> Port:
+        (p,) = self.ports(ref, env, where)
+        return p
+
+    def count(self, loop: LoopTemplate, env: Mapping[str, Value]) -> int:
+        try:
+            n = loop.count.evaluate(env)
+        except ExprError as e:
+            raise self.error(f"{self.block_id}: repeat: {e}") from None
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REPEAT:
+            raise self.error(f"{self.block_id}: repeat: {loop.count.source} = {n!r}; a loop"
+                             f" count must be a whole number from 1 to {MAX_REPEAT}")
+        return n
+
+    def run(self, items: tuple[Item, ...], env: Mapping[str, Value], where: dict[str, Any],
+            prefix: str, chain: bool = False) -> Port:
+        """Expand `items`; a chain (the projection) starts at `where["x"]` and runs in order,
+        a body reads the values its ops name. Returns the last value."""
+        last: Port = where[BLOCK_INPUT]
+        for item in items:
+            if isinstance(item, LoopTemplate):
+                copies: dict[str, list[Port]] = {op.name: [] for op in item.body}
+                n = self.count(item, env)
+                for i in range(n):
+                    inner = {**env, item.index: i}
+                    local = {**where, **copies}
+                    for op in item.body:
+                        last = self.op(op, inner, local, f"{prefix}{op.name}.{i}", False, last)
+                        copies[op.name].append(local[op.name])
+                where.update(copies)
+                continue
+            last = self.op(item, env, where, prefix + item.name, chain, last)
+        return last
+
+    def op(self, op: OpTemplate, env: Mapping[str, Value], where: dict[str, Any], node: str,
+           chain: bool, last: Port) -> Port:
+        """Expand one op (or module call) as node `node`; its value goes into `where`."""
+        label = f"{self.block_id}.{node}"
+        if op.when is not None and not self.ex.condition(op, env, self.block_id, self.origin):
+            first = last if chain else self.ports(op.inputs[0], env, where)[0]
+            where[op.name] = first
+            return first
+        ports = [last] if chain else [p for r in op.inputs for p in self.ports(r, env, where)]
+        if op.module is not None:
+            if len(ports) != 1:
+                raise self.error(f"{label}: a module takes one input, got {len(ports)}")
+            out = self.call(op, env, ports[0], node + ".")
+            where[op.name] = out
+            return out
+
+        def fail(key: str, msg: str) -> SpecError:
+            return self.error(f"{label}.{key}: {msg}")
+        values = self.ex.evaluate(op, env, fail)
+        refs = None if chain else [f"{r}" for r in op.inputs]
+        data = self.ex.make_node(op, values, [self.shape(p) for p in ports], label, self.origin,
+                                 refs if refs and len(refs) == len(ports) else None)
+        if data is None:
+            where[op.name] = ports[0]
+            return ports[0]
+        self.nodes.append(_Node(node, data, tuple(ports), ("input",) * len(ports)))
+        self.shapes[node], self.attrs[node] = data["shape"], data
+        where[op.name] = (node, None)
+        return (node, None)
+
+    def call(self, op: OpTemplate, env: Mapping[str, Value], x: Port, prefix: str) -> Port:
+        """A module call: its params from the call's expressions, its ops under `prefix`."""
+        t = op.module
+        assert t is not None
+        inner: dict[str, Value] = {"in_channels": self.shape(x)[0], **t.params}
+        for key, e in op.exprs.items():
+            try:
+                value = e.evaluate(env)
+            except ExprError as err:
+                raise self.error(f"{self.block_id}.{op.name}.{key}: {err}") from None
+            if not same_kind(t.params[key], value):
+                raise self.error(f"{self.block_id}.{op.name}.{key}: {e.source} = {value!r}; must"
+                                 f" be like the module's default {t.params[key]!r}")
+            inner[key] = value
+        for var, e in t.vars:
+            try:
+                inner[var] = e.evaluate(inner)
+            except ExprError as err:
+                raise self.error(f"{self.block_id}.{op.name}: module var {var!r}: {err}") from None
+        where: dict[str, Any] = {BLOCK_INPUT: x}
+        self.run(t.body, inner, where, prefix)
+        return self.port(t.output, inner, where)
+
+
 LAYER_SETTINGS = {"norm": "bn", "act": "relu", "conv": "conv", "aa": "anti_alias", "attn": "se"}
 # What the short names of anti-aliasing layers stand for (timm's aa_layer='avg' / 'blur').
 AA_LAYERS = {"avg": {"op": "avgpool", "kernel": "stride", "stride": "stride"},
@@ -746,22 +965,25 @@ POSITION_DEFAULTS: dict[str, Value] = {
     "total_blocks": 1, "dilation": 1, "first_dilation": 1, "drop_path_rate": 0.0, "aa": False}
 
 
-def _layer_mapping(setting: str, choice: Any, fail: Any) -> dict[str, Any]:
+def _layer_mapping(setting: str, choice: Any, fail: Any,
+                   modules: Mapping[str, Any]) -> dict[str, Any]:
     """A layer choice as an op mapping: `gn` -> {op: gn}, `silu` -> {op: act, fn: silu},
-    `blur` -> the blur pool, a mapping as it is (name and when are the replaced op's)."""
+    `blur` -> the blur pool, `cbam` -> the module (attention only), a mapping as it is (name and
+    when are the replaced op's)."""
+    kinds = [*SPEC_OPS, *modules]
     if isinstance(choice, dict):
         data = dict(choice)
     elif setting == "aa" and choice in AA_LAYERS:
         data = dict(AA_LAYERS[choice])
-    elif choice in SPEC_OPS:
+    elif choice in SPEC_OPS or choice in modules:
         data = {"op": choice}
     elif setting == "act":
         data = {"op": "act", "fn": choice}
     else:
-        raise fail(f"{choice!r} is not an op (ops: {', '.join(SPEC_OPS)}){did_you_mean(choice, SPEC_OPS)}")
+        raise fail(f"{choice!r} is not an op (ops: {', '.join(kinds)}){did_you_mean(choice, kinds)}")
     kind = data.get("op")
-    if kind not in SPEC_OPS:
-        raise fail(f"unknown op {kind!r}{did_you_mean(str(kind), SPEC_OPS)}")
+    if kind not in SPEC_OPS and kind not in modules:
+        raise fail(f"unknown op {kind!r}{did_you_mean(str(kind), kinds)}")
     for key in ("name", "when"):
         if key in data:
             raise fail(f"a layer choice takes no {key!r}: it is the replaced op's")
@@ -777,9 +999,16 @@ def _specialise(t: OpTemplate, known: Mapping[str, Value]) -> OpTemplate | None:
         when = None
     exprs = {k: e.partial(known) for k, e in t.exprs.items()}
     sources = {k: (exprs[k].source if k in exprs else v) for k, v in t.sources.items()}
-    if REGISTRY[t.kind].identity_condition(sources) == "True":
+    if t.module is None and REGISTRY[t.kind].identity_condition(sources) == "True":
         return None  # a no-op in every instance of the class
-    return OpTemplate(t.name, t.kind, sources, exprs, when)
+    return OpTemplate(t.name, t.kind, sources, exprs, when, module=t.module)
+
+
+def _resolve_alias(ref: str, alias: Mapping[str, str]) -> str:
+    """`ref` with a left-out op replaced by the value it stands for (its first input)."""
+    base, part = parse_ref(ref)
+    target = alias.get(base, base)
+    return target if part is None else f"{target}[{part}]"
 
 
 def _freeze(value: Any) -> Any:

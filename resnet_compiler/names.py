@@ -43,9 +43,22 @@ def check_identifier(value: str) -> str:
     return value
 
 
+# What a block's or module's constructor is always given: its own params and vars may not take
+# these names. Every other name the language defines (position values such as `dilation`, and any
+# added later) is shadowed by a param or var of the same name, so old specs keep their meaning.
+CONSTRUCTOR_VARIABLES = frozenset({"in_channels", "channels", "stride", "out_channels"})
+# Names the generated code itself uses as locals or imports.
+CODE_NAMES = frozenset({"self", "x", "out", "nn", "torch", "math", "super", "shortcut", "preact",
+                        "OrderedDict", "make_divisible", "radix_softmax", "I", "O", "l"})
+
+
 def check_variable(value: str) -> str:
-    check_identifier(value)
-    if value in PREDEFINED_VARIABLES or hasattr(builtins, value):
+    if not _IDENTIFIER.match(value) or len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{value[:80]!r} is not a valid name: use letters, digits and _, starting"
+                         f" with a letter, at most {MAX_NAME_LENGTH} characters")
+    if keyword.iskeyword(value) or value in CODE_NAMES:
+        raise ValueError(f"{value!r} is reserved; choose another name")
+    if value in CONSTRUCTOR_VARIABLES or hasattr(builtins, value):
         raise ValueError(f"{value!r} is a predefined or builtin name; choose another")
     return value
 

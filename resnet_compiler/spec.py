@@ -36,8 +36,8 @@ from .names import MAX_NAME_LENGTH, RESERVED_NAMES, check_class_name, check_iden
 from .ops import SPEC_OPS, OpModel
 from .ops.base import ExprText, PositiveInt, Size, check_module_path
 
-__all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Defaults", "Head", "Input", "Library", "Op",
-           "Spec", "Stage", "json_schema", "validate"]
+__all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Defaults", "Head", "Input", "Library", "Loop",
+           "Module", "ModuleCall", "Op", "Spec", "Stage", "json_schema", "validate"]
 
 
 
@@ -48,7 +48,16 @@ def _variable(value: str) -> str:
     return value
 
 
+def _module_variable(value: str) -> str:
+    """A module's params and vars: any variable name but `in_channels`, which every module is
+    given (a module may take `channels` and `stride` as params of its own)."""
+    if value in ("channels", "stride", "out_channels"):
+        return value
+    return _variable(value)
+
+
 Identifier = Annotated[str, AfterValidator(check_identifier)]
+ModuleVariable = Annotated[str, AfterValidator(_module_variable)]
 ModulePath = Annotated[str, AfterValidator(check_module_path)]
 Variable = Annotated[str, AfterValidator(_variable)]
 ParamValue = Union[StrictBool, StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]]  # noqa: UP007
@@ -66,11 +75,56 @@ class AntiAlias(OpModel):
     stride: Size = 2
 
 
-# Every op a spec may write, from the op table (plus the anti-aliasing slot): `op:` picks the model.
+class ModuleCall(OpModel):
+    """An op whose `op:` names a module (built-in or the spec's `modules:`): the module's ops
+    expand under this op's name; the other keys set the module's params (values or expressions
+    in the caller's scope), checked against the module once it is known."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    op: Identifier
+
+
+class Loop(_Model):
+    """`repeat` copies of `ops`: each op's name is a list (`convs` -> convs.0, convs.1, ...), the
+    index variable (`i`) may appear in expressions and in refs (`spx[i]`, `sp[i - 1]`), and
+    `name[*]` after the loop reads every copy's value (a fan-in)."""
+
+    repeat: Size = Field(description="How many copies (a whole number from 1 to 64).")
+    index: str = Field("i", description="The index variable, 0 to repeat - 1.")
+    ops: Annotated[list[Op], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _index_name(self) -> Loop:
+        _variable(self.index)
+        return self
+
+
+# Every op a spec may write, from the op table (plus the anti-aliasing slot): `op:` picks the model;
+# another name is a module call, and a mapping with `repeat:` a loop.
 _OP_MODELS: dict[str, type[BaseModel]] = {k: op.model for k, op in SPEC_OPS.items()}
 _OP_MODELS["anti_alias"] = AntiAlias
-Op = Annotated[Union[tuple(_OP_MODELS.values())], Field(discriminator="op")]  # noqa: UP007
 OP_KINDS = tuple(_OP_MODELS)
+MODULE_TAG, LOOP_TAG = "module call", "repeat"
+
+
+def _op_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return LOOP_TAG if isinstance(value, Loop) else (
+            MODULE_TAG if isinstance(value, ModuleCall) else value.op)
+    if not isinstance(value, dict):
+        return None
+    if "repeat" in value and "op" not in value:
+        return LOOP_TAG
+    kind = value.get("op")
+    if not isinstance(kind, str):
+        return None
+    return kind if kind in _OP_MODELS else MODULE_TAG
+
+
+Op = Annotated[  # noqa: UP007
+    Union[tuple(Annotated[m, Tag(k)] for k, m in _OP_MODELS.items())  # noqa: UP007
+          + (Annotated[ModuleCall, Tag(MODULE_TAG)], Annotated[Loop, Tag(LOOP_TAG)])],
+    Discriminator(_op_tag)]
 # A layer choice: an op kind (`gn`), an activation function (`silu`), or an op mapping without
 # name and when (`{op: gn, groups: 16}`).
 LayerChoice = Union[Identifier, dict[Identifier, Any]]  # noqa: UP007
@@ -121,6 +175,21 @@ class Block(_Model):
     output: ModulePath | None = Field(
         None, description="The branch value that meets the shortcut (the last branch op's when"
         " left out).")
+
+
+class Module(_Model):
+    """A composite layer in the op language: params, vars, ops wired with `input:` (`x` is the
+    module's input) and an output; nothing implied, no residual. `op: NAME` instantiates it."""
+
+    class_name: Annotated[str, AfterValidator(check_class_name)] | None = Field(
+        None, description="Class name in the generated code.")
+    params: dict[ModuleVariable, ParamValue] = Field(
+        default_factory=dict, description="Parameters with defaults; a call sets them by key.")
+    vars: dict[ModuleVariable, ExprText] = Field(
+        default_factory=dict, description="Derived values, computed in order.")
+    ops: Annotated[list[Op], Field(min_length=1)]
+    output: ModulePath | None = Field(None, description="The value the module returns (the last"
+                                      " op's when left out).")
 
 
 class Stage(BaseModel):
@@ -192,6 +261,7 @@ class Library(_Model):
     """Named block and shortcut templates (the built-ins, or a spec's own)."""
 
     blocks: dict[Identifier, Block] = Field(default_factory=dict)
+    modules: dict[Identifier, Module] = Field(default_factory=dict)
     shortcuts: dict[Identifier, Annotated[list[Op], Field(min_length=1)]] = Field(
         default_factory=dict)
 
@@ -304,7 +374,8 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 REQUIRED = "required_here"  # error type of a key that the spec's other keys make required
-_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]", "Head", "literal['none']"})
+_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]", "Head", "literal['none']",
+                           MODULE_TAG, LOOP_TAG})
 
 
 def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
@@ -431,3 +502,7 @@ def _dedupe_unions(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             out.append(errs[0])
     return out
+
+
+for _model in (Loop, Module, Block, Library, Spec, Head):
+    _model.model_rebuild()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from .expr import Expr, Value
 
@@ -26,6 +26,46 @@ class OpTemplate:
     exprs: Mapping[str, Expr]
     when: Expr | None = None
     inputs: tuple[str, ...] = ()
+    module: ModuleTemplate | None = None  # a module call: `sources`/`exprs` are its arguments
+
+
+@dataclass(frozen=True)
+class LoopTemplate:
+    """`count` copies of `body`; each body op's value is a list (`convs` -> convs.0, ...), and
+    `index` counts the copies in expressions and refs."""
+
+    count: Expr
+    index: str
+    body: tuple[OpTemplate, ...]
+
+    @property
+    def name(self) -> str:  # a loop is named after its first op (for ordering and messages)
+        return self.body[0].name
+
+
+Item = Union[OpTemplate, LoopTemplate]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class ModuleTemplate:
+    """A composite layer class: params (the constructor's keyword defaults besides
+    in_channels), vars, a body of ops and loops wired by value name, and the value returned."""
+
+    class_name: str
+    kind: str
+    params: Mapping[str, Value]
+    vars: tuple[tuple[str, Expr], ...]
+    body: tuple[Item, ...]
+    output: str
+    signature: tuple[str, ...] = ()  # the params the class takes (those its code reads)
+
+
+def flat_ops(items: tuple[Item, ...]) -> list[OpTemplate]:
+    """Every op of a body, loops opened."""
+    out: list[OpTemplate] = []
+    for item in items:
+        out += list(item.body) if isinstance(item, LoopTemplate) else [item]
+    return out
 
 
 @dataclass(frozen=True)
@@ -41,9 +81,9 @@ class BlockTemplate:
     params: Mapping[str, Value]
     vars: tuple[tuple[str, Expr], ...]
     out_channels: Expr
-    branch: tuple[OpTemplate, ...]
+    branch: tuple[Item, ...]
     projection: tuple[OpTemplate, ...]
-    post: tuple[OpTemplate, ...]
+    post: tuple[Item, ...]
     projection_from: str | None = None
     output: str = ""
     last_norm: str | None = None
@@ -51,7 +91,7 @@ class BlockTemplate:
     position: tuple[str, ...] = ()  # position values (block_index, dilation, ...) it reads
 
     def ops(self) -> tuple[OpTemplate, ...]:
-        return (*self.branch, *self.projection, *self.post)
+        return (*flat_ops(self.branch), *self.projection, *flat_ops(self.post))
 
 
 @dataclass(frozen=True)
@@ -88,6 +128,7 @@ class Layout:
     """The network as code: block classes, then stem, stages and head in order."""
 
     classes: dict[str, BlockTemplate] = field(default_factory=dict)
+    modules: dict[str, ModuleTemplate] = field(default_factory=dict)  # in dependency order
     stem: list[TopOp] = field(default_factory=list)
     stages: list[StageLayout] = field(default_factory=list)
     head: list[TopOp] = field(default_factory=list)

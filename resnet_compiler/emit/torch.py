@@ -20,11 +20,12 @@ from typing import Any
 
 import networkx as nx
 
-from ..block_graph import BLOCK_INPUT, RESIDUAL, local_name, parse_ref
+from ..block_graph import RESIDUAL
 from ..expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
 from ..ops import REGISTRY
 from ..preprocessing import Preprocessing
-from ..templates import BlockTemplate, Layout, OpTemplate, TopOp
+from ..templates import BlockTemplate, Layout, OpTemplate, TopOp, flat_ops
+from .torch_body import Body, code_of, module_class, module_expr, simplify
 
 INDENT = "    "
 WIDTH = 99
@@ -144,11 +145,6 @@ def _indented(lines: Iterable[str], depth: int = 2) -> list[str]:
 
 # ---- block classes -------------------------------------------------------------------------------
 
-def _code(op: OpTemplate) -> dict[str, Any]:
-    """An op template's attributes as code: sizes as expression text, the rest as values."""
-    return {k: (op.exprs[k].source if k in op.exprs else v) for k, v in op.sources.items()}
-
-
 def _op_names(op: OpTemplate) -> set[str]:
     names = {n for e in op.exprs.values() for n in e.names}
     return names | (set(op.when.names) if op.when else set())
@@ -159,6 +155,9 @@ def _used_names(t: BlockTemplate) -> set[str]:
     used = set(t.out_channels.names)
     for op in t.ops():
         used |= _op_names(op)
+    for item in (*t.branch, *t.post):
+        if not isinstance(item, OpTemplate):
+            used |= item.count.names
     for name, e in reversed(t.vars):
         if name in used:
             used |= e.names
@@ -176,160 +175,21 @@ def constructor_params(t: BlockTemplate) -> dict[str, Any]:
     return out
 
 
-def _module_expr(op: OpTemplate, in_ch: str, inplace: bool) -> str | None:
-    """The constructor for `op`; `nn.Identity()` where its attributes make it a no-op."""
-    opdef = REGISTRY[op.kind]
-    code = _code(op)
-    module = opdef.torch_module(code, in_ch, inplace and opdef.inplace_ok)
-    condition = opdef.identity_condition(code)
-    if condition == "True":
-        return "nn.Identity()"
-    if condition and module is not None:
-        return f"nn.Identity() if {condition} else {module}"
-    return module
-
-
-def _channels_after(op: OpTemplate, after: str, ch: str) -> str:
-    """`after` (the op's output channels) when the op is always there; a conditional on its
-    `when` otherwise (`ch` when it is off)."""
-    if op.when is None or after == ch:
-        return after
-    return f"({after} if {op.when.source} else {ch})"
-
-
-class _Values:
-    """Where each block value lives in the generated forward: a value read only by the next op
-    stays in `out` (so a chain reads like torchvision's code); any other gets a named local."""
-
-    def __init__(self, t: BlockTemplate):
-        self.t = t
-        ops = [*t.branch, *t.post]
-        self.readers: dict[str, list[int]] = {}
-        for k, op in enumerate(ops):
-            for ref in op.inputs:
-                self.readers.setdefault(parse_ref(ref)[0], []).append(k)
-        self.readers.setdefault(t.output, []).append(len(t.branch))  # the residual add
-        if t.post:  # the block's output, returned
-            self.readers.setdefault(t.post[-1].name, []).append(len(ops))
-        self.holder: dict[str, str] = {BLOCK_INPUT: "x", RESIDUAL: "out"}
-        self.channels: dict[str, str] = {BLOCK_INPUT: "in_channels", RESIDUAL: "out_channels"}
-        self.fresh: dict[str, bool] = {BLOCK_INPUT: False, RESIDUAL: True}
-        self.index = {op.name: k for k, op in enumerate(ops)}
-
-    def expr(self, ref: str) -> str:
-        base, part = parse_ref(ref)
-        return self.holder[base] if part is None else f"{self.holder[base]}[{part}]"
-
-    def channels_of(self, ref: str) -> str:
-        base, part = parse_ref(ref)
-        if part is None:
-            return self.channels[base]
-        op = next(o for o in (*self.t.branch, *self.t.post) if o.name == base)
-        return REGISTRY[op.kind].torch_part_channels(_code(op), self.channels[base], part)
-
-    def place(self, op: OpTemplate) -> str:
-        """The variable that holds `op`'s value."""
-        k = self.index[op.name]
-        readers = self.readers.get(op.name, [])
-        chained = readers == [k + 1] and op.name != self.t.projection_from
-        return "out" if chained else local_name(op.name)
-
-
-def _functional_code(op: OpTemplate, init: list[str]) -> dict[str, Any]:
-    """A functional op's attributes as code for `forward`: constants inline, anything the
-    constructor computes kept as an attribute (`self.xr_parts = radix`)."""
-    code = _code(op)
-    for key, e in op.exprs.items():
-        if e.constant:
-            continue
-        base, bracket, index = key.partition("[")
-        attr = f"self.{local_name(op.name)}_{base}{'_' + index[:-1] if bracket else ''}"
-        init.append(f"{attr} = {e.source}")
-        if bracket:
-            code[base] = list(code[base])
-            code[base][int(index[:-1])] = attr
-        else:
-            code[key] = attr
-    return code
-
-
-def _module_path(name: str) -> str:
-    """`conv1.paths.0.conv` -> `self.conv1.paths[0].conv`."""
-    out = "self"
-    for part in name.split("."):
-        out += f"[{part}]" if part.isdigit() else f".{part}"
-    return out
-
-
-def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, _Values]:
+def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, Body]:
     """Constructor and forward lines of the branch and post ops, the channels feeding the
     projection, and where each value lives."""
-    v = _Values(t)
-    init: list[str] = []
-    modules: list[tuple[str, list[str]]] = []  # dotted module paths, nested after the loop
-    forward: list[str] = []
-    projection_in = "in_channels"
-    post_start = len(t.branch)
-    for k, op in enumerate([*t.branch, *t.post]):
-        if k == post_start:
-            forward.append("@residual")
-        opdef = REGISTRY[op.kind]
-        first = op.inputs[0]
-        in_ch = v.channels_of(first)
-        # an op may overwrite its input only if nothing else reads it and the block made it
-        sole = len(v.readers.get(parse_ref(first)[0], [])) == 1 and parse_ref(first)[1] is None
-        may_inplace = v.fresh[parse_ref(first)[0]] and sole and len(op.inputs) == 1
-        in_place = may_inplace and opdef.inplace_ok
-        target = "out" if op.name == t.projection_from else v.place(op)
-        args = [v.expr(r) for r in op.inputs]
-        if opdef.functional:
-            code = _functional_code(op, init)
-            call = opdef.torch_expr("", args, code)
-            if op.when is None:
-                forward.append(f"{target} = {call}")
-            else:
-                flag = f"self.{local_name(op.name)}_on"
-                init.append(f"{flag} = {op.when.source}")
-                if target != args[0]:
-                    forward.append(f"{target} = {args[0]}")
-                call = opdef.torch_expr("", [target, *args[1:]], code)
-                forward += [f"if {flag}:", f"{INDENT}{target} = {call}"]
-        else:
-            module = _module_expr(op, in_ch, inplace=may_inplace)
-            path = _module_path(op.name)
-            if "." in op.name:
-                top = op.name.partition(".")[0]
-                if not any(m.partition(".")[0] == top for m, _ in modules):
-                    init.append(f"@group:{top}")  # the container goes where it first appears
-                modules.append((op.name, [module if op.when is None
-                                          else f"{module} if {op.when.source} else None"]))
-            elif op.when is None:
-                init.append(f"{path} = {module}")
-            else:
-                init += [f"if {op.when.source}:", f"{INDENT}{path} = {module}", "else:",
-                         f"{INDENT}{path} = None"]
-            if op.when is None:
-                forward.append(f"{target} = {opdef.torch_call(path, args)}")
-            else:
-                if target != args[0]:
-                    forward.append(f"{target} = {args[0]}")
-                call = opdef.torch_call(path, [target, *args[1:]])
-                forward += [f"if {path} is not None:", f"{INDENT}{target} = {call}"]
-        v.holder[op.name] = target
-        v.channels[op.name] = _channels_after(op, opdef.torch_out_channels(
-            _code(op), [v.channels_of(r) for r in op.inputs]), in_ch)
-        v.fresh[op.name] = (v.fresh[parse_ref(first)[0]] if op.when is not None else True) \
-            and not in_place and not opdef.has_parts
-        if op.name == t.projection_from:
-            forward.append("preact = out")
-            v.holder[op.name], v.fresh[op.name] = "preact", False
-            projection_in = v.channels[op.name]
-    if len(t.post) == 0:
-        forward.append("@residual")
-    groups = _group_modules(modules)
-    init = [line for item in init
+    last = flat_ops(t.post)[-1].name if t.post else None
+    reads = [t.output, *([last] if last else []), *([t.projection_from] if t.projection_from
+                                                     else [])]
+    v = Body([*t.branch, *t.post], reads, keep=t.projection_from)
+    v.emit(t.branch)
+    v.forward.append("@residual")
+    v.emit(t.post)
+    projection_in = v.channels[t.projection_from] if t.projection_from else "in_channels"
+    groups = _group_modules(v.groups)
+    init = [line for item in v.init
             for line in (groups[item[7:]] if item.startswith("@group:") else [item])]
-    return init, forward, projection_in, v
+    return init, v.forward, projection_in, v
 
 
 def _group_modules(modules: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
@@ -379,11 +239,12 @@ def _projection(t: BlockTemplate, ch: str) -> list[str]:
     are named (timm's downsample.conv)."""
     children = []
     for op in t.projection:
-        module = _module_expr(op, ch, inplace=False)
+        module = module_expr(op, ch, inplace=False)
         if op.when is not None:
             module = f"{module} if {op.when.source} else nn.Identity()"
         children.append((op.name.partition(".")[2], [module]))
-        ch = _channels_after(op, REGISTRY[op.kind].torch_channels(_code(op), ch), ch)
+        after = simplify(REGISTRY[op.kind].torch_channels(code_of(op), ch))
+        ch = after if op.when is None or after == ch else f"({after} if {op.when.source} else {ch})"
     body = _container(children)
     return ["if stride != 1 or in_channels != out_channels:",
             f"{INDENT}self.downsample = {body[0]}", *(INDENT + line for line in body[1:]),
@@ -417,7 +278,11 @@ def _block_class(t: BlockTemplate) -> str:
 
 
 def _describe(t: BlockTemplate) -> str:
-    def label(op: OpTemplate) -> str:
+    def label(op: Any) -> str:
+        if not isinstance(op, OpTemplate):  # a loop
+            return f"{op.count.source}x({'-'.join(map(label, op.body))})"
+        if op.module is not None:
+            return op.module.kind + ("?" if op.when else "")
         k = op.exprs.get("kernel")
         size = f"{k.source}x{k.source}" if op.kind == "conv" and k and k.constant else ""
         return op.kind + size + ("?" if op.when else "")
@@ -570,9 +435,12 @@ def _init_weights(graph: nx.DiGraph, layout: Layout) -> list[str]:
 def _helpers(layout: Layout) -> tuple[list[str], list[str]]:
     """Helper sources (functions, classes) and `math` names the generated code needs."""
     ops = [op for t in layout.classes.values() for op in t.ops()]
+    ops += [op for m in layout.modules.values() for op in flat_ops(m.body)]
+    ops = [op for op in ops if op.module is None]
     kinds = [op.kind for op in ops] + [top.kind for top in (*layout.stem, *layout.head)]
     exprs: list[Expr] = [e for op in ops for e in op.exprs.values()]
     exprs += [e for t in layout.classes.values() for e in (t.out_channels, *(v for _, v in t.vars))]
+    exprs += [e for m in layout.modules.values() for _, e in m.vars]
     functions = {f for e in exprs for f in e.functions}
     helpers = [MAKE_DIVISIBLE_SOURCE] if "make_divisible" in functions else []
     sources = [op.sources for op in ops] + [top.sources for top in (*layout.stem, *layout.head)]
@@ -595,7 +463,8 @@ def emit_torch(graph: nx.DiGraph, layout: Layout) -> str:
                *_top_entries(layout.head, 0, keep)]
     body, _, ordered = _model_body(entries)
     head_from = len(entries) - head_size(layout)
-    classes = [_block_class(t) for t in layout.classes.values()]
+    classes = [_lines(module_class(m)) for m in layout.modules.values()]
+    classes += [_block_class(t) for t in layout.classes.values()]
     ordered = ordered or any("OrderedDict(" in c for c in classes)
     header = [
         f'"""{gg["name"]}: a residual network generated by resnet-compiler {gg["compiler_version"]}.',

@@ -62,13 +62,24 @@ def check_module_path(value: str) -> str:
 
 
 def check_value_ref(value: str) -> str:
-    """A value in a block: an op's name, `x` (the block's input), or part i of a split,
-    `name[i]`."""
+    """A value in a block or module: an op's name, `x` (the input), part i of a split or copy i
+    of a loop's value, `name[i]` (i a number or an expression such as `i - 1`), or every part or
+    copy, `name[*]`."""
     name, bracket, index = value.partition("[")
     if name != "x":  # the block's input
         check_module_path(name)
-    if bracket and not (index.endswith("]") and index[:-1].isdigit() and len(index) <= 5):
-        raise ValueError(f"{value!r}: a part of a split is written name[index], like spx[0]")
+    if bracket:
+        inner = index[:-1].strip() if index.endswith("]") else ""
+        ok = inner == "*" or (inner.isdigit() and len(inner) <= 4)
+        if not ok and inner:
+            try:
+                Expr.parse(inner)
+                ok = True
+            except ExprError:
+                ok = False
+        if not ok:
+            raise ValueError(f"{value!r}: a part of a split (or a copy in a loop) is written"
+                             " name[index], like spx[0] or sp[i - 1], or name[*] for all of them")
     return value
 
 
@@ -277,6 +288,11 @@ class OpDef:
     def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
         """Output channels as source text, given the input's."""
         return in_channels
+
+    def fan_in_sums(self, src: Mapping[str, Any]) -> bool:
+        """Whether reading every copy of a value (`name[*]`) adds up their channels (a concat
+        along channels) rather than keeping one copy's (an add)."""
+        return False
 
     def torch_out_channels(self, src: Mapping[str, Any], inputs: Sequence[str]) -> str:
         """Output channels as source text, given each input's (ops with several inputs)."""

@@ -145,6 +145,9 @@ class ConcatOp(_Functional):
             return inputs[0]
         return "(" + " + ".join(inputs) + ")"
 
+    def fan_in_sums(self, src: Mapping[str, Any]) -> bool:
+        return src.get("axis", "channels") == "channels"
+
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         return b.add("Concat", node, list(inputs), node, axis=AXES[attrs.get("axis", "channels")] + 1)
 
@@ -165,6 +168,8 @@ class AddOp(_Functional):
         return _same_shapes("add", inputs)
 
     def torch_call(self, module: str, inputs: Sequence[str]) -> str:
+        if any(i.startswith("*") for i in inputs):  # every copy of a loop's value, or parts
+            return f"sum({inputs[0][1:]})" if len(inputs) == 1 else f"sum([{', '.join(inputs)}])"
         return " + ".join(inputs)
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
