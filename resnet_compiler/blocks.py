@@ -1,4 +1,5 @@
-"""The built-in block library: `blocks.yaml`, validated like any spec's own `blocks:`."""
+"""The built-in library: the blocks of `blocks.yaml` and the modules of `modules.yaml`,
+validated like any spec's own `blocks:` and `modules:`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from .load import load_file
 from .spec import Library, validate
 
 LIBRARY_PATH = Path(__file__).with_name("blocks.yaml")
+MODULES_PATH = Path(__file__).with_name("modules.yaml")
 
 
 @lru_cache(maxsize=1)
 def builtin_library() -> Library:
-    return validate(load_file(LIBRARY_PATH), Library)
-
+    blocks = validate(load_file(LIBRARY_PATH), Library)
+    modules = validate(load_file(MODULES_PATH), Library)
+    return blocks.model_copy(update={"modules": modules.modules})

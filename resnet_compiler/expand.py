@@ -684,7 +684,7 @@ class _Expander:
                 "global_block_index": index, "total_blocks": total, "dilation": dilation,
                 "first_dilation": previous if j == 0 else dilation,
                 "drop_path_rate": rate * index / (total - 1) if total > 1 else 0.0,
-                "aa": "anti_alias" in layers}
+                "aa": "anti_alias" in layers, "attn": "se" in layers}
             in_channels = self.shape_of(x)[0]
             x = self.instantiate(t, x, stage.channels, stride, params, position, f"{name}.{j}",
                                  origin)
@@ -962,7 +962,8 @@ AA_LAYERS = {"avg": {"op": "avgpool", "kernel": "stride", "stride": "stride"},
              "blur": {"op": "blurpool", "stride": "stride"}}
 POSITION_DEFAULTS: dict[str, Value] = {
     "block_index": 0, "stage_index": 0, "stage_blocks": 1, "global_block_index": 0,
-    "total_blocks": 1, "dilation": 1, "first_dilation": 1, "drop_path_rate": 0.0, "aa": False}
+    "total_blocks": 1, "dilation": 1, "first_dilation": 1, "drop_path_rate": 0.0, "aa": False,
+    "attn": False}
 
 
 def _layer_mapping(setting: str, choice: Any, fail: Any,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..block_graph import BLOCK_INPUT, FAN_IN, RESIDUAL, local_name, parse_ref
+from ..expr import Expr
 from ..ops import REGISTRY
 from ..templates import Item, LoopTemplate, ModuleTemplate, OpTemplate, flat_ops
 
@@ -108,6 +109,12 @@ class Body:
             return holder
         if part == FAN_IN:
             return f"*{holder}"
+        if isinstance(part, str):  # an index expression: constructor values become attributes
+            names = Expr.parse(part).names - {getattr(inside, "index", None)}
+            for n in sorted(names):
+                if f"self.{n} = {n}" not in self.init:
+                    self.init.append(f"self.{n} = {n}")
+            part = simplify(part, {n: f"self.{n}" for n in names})
         return f"{holder}[{part}]"
 
     def channels_of(self, ref: str, sums: bool = False) -> str:

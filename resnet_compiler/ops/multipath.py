@@ -65,7 +65,7 @@ class SplitOp(_Functional):
 
     kind = "split"
     model = Split
-    sizes = {"parts": 2}
+    sizes = {"parts": 1}  # one part: a loop over paths may read its input whole
     size_lists = {"sizes": 1}
     has_parts = True
 
@@ -174,6 +174,8 @@ class AddOp(_Functional):
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         value = inputs[0]
+        if len(inputs) == 1:  # a fan-in over one copy
+            return b.add("Identity", node, [value], node)
         for i, other in enumerate(inputs[1:], 1):
             last = i == len(inputs) - 1
             value = b.add("Add", node if last else f"{node}.{i}", [value, other],
@@ -184,8 +186,8 @@ class AddOp(_Functional):
 def _same_shapes(kind: str, inputs: Sequence[Shape], free_axis: int | None = None) -> Shape:
     """The first input's shape, after checking that every input matches it (except along
     `free_axis`); the error names the first dimension that differs."""
-    if len(inputs) < 2:
-        raise ShapeError(f"{kind} needs two or more inputs")
+    if not inputs:
+        raise ShapeError(f"{kind} needs an input")
     first = inputs[0]
     for i, other in enumerate(inputs[1:], 2):
         if len(other) != len(first):
@@ -245,7 +247,9 @@ class Softmax(OpModel):
 RADIX_SOFTMAX_SOURCE = '''
 def radix_softmax(x: torch.Tensor, radix: int, groups: int) -> torch.Tensor:
     """Softmax over `radix` paths of channels laid out (groups, radix, rest); the result is laid
-    out (radix, groups, rest), one slice of channels per path."""
+    out (radix, groups, rest), one slice of channels per path. One path: a sigmoid gate."""
+    if radix == 1:
+        return torch.sigmoid(x)
     batch = x.shape[0]
     y = x.reshape(batch, groups, radix, -1).transpose(1, 2).softmax(dim=1)
     return y.reshape(x.shape)
@@ -255,7 +259,7 @@ def radix_softmax(x: torch.Tensor, radix: int, groups: int) -> torch.Tensor:
 class SoftmaxOp(_Functional):
     kind = "softmax"
     model = Softmax
-    sizes = {"radix": 2, "groups": 1}
+    sizes = {"radix": 1, "groups": 1}
     torch_helpers = (RADIX_SOFTMAX_SOURCE,)
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
@@ -272,6 +276,8 @@ class SoftmaxOp(_Functional):
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         import numpy as np
         r, g = attrs["radix"], attrs["groups"]
+        if r == 1:  # one path: a sigmoid gate (timm's rSoftMax)
+            return b.add("Sigmoid", node, [inputs[0]], node)
         grouped = b.const(f"{node}.grouped", np.array([0, g, r, -1], dtype=np.int64), dtype="<i8")
         y = b.add("Reshape", f"{node}.reshape", [inputs[0], grouped], f"{node}.reshape")
         axis = 2
