@@ -349,6 +349,7 @@ class _Expander:
             template = self.new_template(kind, block, shortcut, layers, shared, origin)
             if shared:
                 _remember(_SHARED_TEMPLATES, shared, template)
+        self.register_modules(template.branch + template.post)
         taken = {t.class_name for t in self.templates.values()}
         name, n = template.class_name, 1
         while name in taken:
@@ -454,6 +455,15 @@ class _Expander:
             else:
                 out.append(replace(t, inputs=refs))
         return tuple(out)
+
+    def register_modules(self, items: tuple[Item, ...]) -> None:
+        """Put the module classes a template calls (inner ones first) into the layout: a
+        built-in block's template may come from an earlier compile."""
+        for item in items:
+            for op in (item.body if isinstance(item, LoopTemplate) else (item,)):
+                if op.module is not None and op.module.class_name not in self.layout.modules:
+                    self.register_modules(op.module.body)
+                    self.layout.modules[op.module.class_name] = op.module
 
     def module_template(self, kind: str, layers: Mapping[str, Any], where: Origin,
                         stack: tuple[str, ...] = ()) -> ModuleTemplate:

@@ -101,6 +101,12 @@ class Body:
         self.forward: list[str] = []
         self.groups: list[tuple[str, list[str]]] = []
 
+    def attribute(self, name: str) -> str:
+        """The attribute that keeps constructor value `name` for forward: its own name, unless
+        a module of the class has it."""
+        modules = {op.name.partition(".")[0] for op in self.ops}
+        return f"num_{name}" if name in modules else name
+
     # -- values -----------------------------------------------------------------------------------
     def expr(self, ref: str, inside: LoopTemplate | None = None) -> str:
         base, part = parse_ref(ref)
@@ -112,9 +118,9 @@ class Body:
         if isinstance(part, str):  # an index expression: constructor values become attributes
             names = Expr.parse(part).names - {getattr(inside, "index", None)}
             for n in sorted(names):
-                if f"self.{n} = {n}" not in self.init:
-                    self.init.append(f"self.{n} = {n}")
-            part = simplify(part, {n: f"self.{n}" for n in names})
+                if f"self.{self.attribute(n)} = {n}" not in self.init:
+                    self.init.append(f"self.{self.attribute(n)} = {n}")
+            part = simplify(part, {n: f"self.{self.attribute(n)}" for n in names})
         return f"{holder}[{part}]"
 
     def channels_of(self, ref: str, sums: bool = False) -> str:
@@ -163,6 +169,8 @@ class Body:
             and loop is None
         target = "out" if op.name == self.keep else self.place(op)
         args = [self.expr(r, loop) for r in op.inputs]
+        if op.when is not None and target in args[1:]:  # `out = a; out = out + out` is not a + b
+            target = local_name(op.name)
         path = _module_path(op.name) if loop is None else f"self.{local_name(op.name)}[{loop.index}]"
         in_place = False
         if op.module is not None:
@@ -173,8 +181,11 @@ class Body:
             opdef = REGISTRY[op.kind]
             in_place = may_inplace and opdef.inplace_ok
             sums = opdef.fan_in_sums(code_of(op))
-            out_ch = simplify(opdef.torch_out_channels(
-                code_of(op), [self.channels_of(r, sums) for r in op.inputs]))
+            # an earlier copy of a later op of the loop (`sp[i - 1]`) has the first input's
+            # channels (the op's shape rule checks them)
+            out_ch = simplify(opdef.torch_out_channels(code_of(op), [
+                self.channels_of(r, sums) if parse_ref(r)[0] in self.channels else in_ch
+                for r in op.inputs]))
             if opdef.functional:
                 code = self.functional_code(op, init, loop)
                 call = opdef.torch_expr("", args, code)
@@ -259,7 +270,9 @@ class Body:
             base, bracket, index = key.partition("[")
             attr = f"self.{local_name(op.name)}_{base}{'_' + index[:-1] if bracket else ''}"
             if e.source.isidentifier() and e.source != getattr(loop, "index", None):
-                attr = f"self.{e.source}"  # a constructor argument, kept once (self.radix)
+                # a constructor argument, kept once (self.radix; self.num_paths beside a
+                # module named paths)
+                attr = f"self.{self.attribute(e.source)}"
                 if f"{attr} = {e.source}" not in init:
                     init.append(f"{attr} = {e.source}")
             elif loop is not None and loop.index in e.names:
@@ -280,6 +293,8 @@ class Body:
         body: list[str] = []
         modules = [op for op in loop.body if op.module is not None
                    or not REGISTRY[op.kind].functional]
+        for op in loop.body:  # an earlier copy (`sp[i - 1]`) is read from the list
+            self.holder[op.name] = local_name(op.name)
         for op in loop.body:
             self.op(op, self.init, body, loop)
         kept = [op for op in loop.body if any(
@@ -291,7 +306,7 @@ class Body:
         if modules:
             count = f"len(self.{local_name(modules[0].name)})"
         elif loop.count.source.isidentifier():
-            count = f"self.{loop.count.source}"
+            count = f"self.{self.attribute(loop.count.source)}"
             if f"{count} = {loop.count.source}" not in self.init:
                 self.init.append(f"{count} = {loop.count.source}")
         else:

@@ -95,7 +95,8 @@ class SplitOp(_Functional):
         if "parts" in src:
             whole = in_channels if in_channels.isidentifier() or in_channels.isdigit() \
                 else f"({in_channels})"
-            return f"{whole} // {text(src['parts'])}"
+            parts = text(src["parts"])
+            return f"{whole} // {parts if parts.isidentifier() or parts.isdigit() else f'({parts})'}"
         return text(src["sizes"][part])
 
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
