@@ -51,6 +51,7 @@ def reference_problems(doc: Document) -> tuple[list[Problem], set[Path]]:
     """Problems with names and params, and the required-key locations an unknown key most likely
     meant (pydantic's 'missing' there would repeat the same mistake)."""
     from .blocks import builtin_library
+    from .spec import OP_KINDS
 
     data = doc.data
     if not isinstance(data, dict):
@@ -63,6 +64,19 @@ def reference_problems(doc: Document) -> tuple[list[Problem], set[Path]]:
 
     def report(path: Path, message: str) -> None:
         problems.append(Problem(format_path(path), message, doc.line_of(path)))
+
+    modules = _library(data, "modules", library.modules)
+    for path, op in _ops(data):
+        kind = op.get("op")
+        if not isinstance(kind, str) or kind in OP_KINDS:
+            continue
+        if kind not in modules:
+            known = [*OP_KINDS, *modules]
+            report(path, f"unknown op or module {kind!r} (ops: {', '.join(OP_KINDS)};"
+                   f" modules: {', '.join(modules)}){did_you_mean(kind, known)}")
+        elif path[0] in ("stem", "head"):
+            report((*path, "op"), f"module {kind!r}: modules are called inside blocks and"
+                   " modules (the stem and head take ops)")
 
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     _check_shortcut(defaults.get("shortcut"), ("defaults", "shortcut"), shortcuts, report)
@@ -113,3 +127,33 @@ def _check_shortcut(name: Any, path: Path, shortcuts: Mapping[str, Any], report:
     if isinstance(name, str) and name not in shortcuts:
         report(path, f"unknown shortcut {name!r} (shortcuts: {', '.join(sorted(shortcuts))})"
                f"{did_you_mean(name, shortcuts)}")
+
+
+def _ops(data: Mapping[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every op mapping of a spec with its path: stem, head.pre, blocks, modules, shortcuts,
+    loops opened."""
+    found: list[tuple[Path, dict[str, Any]]] = []
+
+    def walk(items: Any, path: Path) -> None:
+        if not isinstance(items, list):
+            return
+        for i, op in enumerate(items):
+            if isinstance(op, dict) and "repeat" in op and "op" not in op:
+                walk(op.get("ops"), (*path, i, "ops"))
+            elif isinstance(op, dict):
+                found.append(((*path, i), op))
+
+    walk(data.get("stem"), ("stem",))
+    head = data.get("head")
+    if isinstance(head, dict):
+        walk(head.get("pre"), ("head", "pre"))
+    for kind, sections in (("blocks", ("branch", "post")), ("modules", ("ops",))):
+        group = data.get(kind)
+        for name, body in (group.items() if isinstance(group, dict) else ()):
+            for section in sections:
+                if isinstance(body, dict):
+                    walk(body.get(section), (kind, name, section))
+    shortcuts = data.get("shortcuts")
+    for name, ops in (shortcuts.items() if isinstance(shortcuts, dict) else ()):
+        walk(ops, ("shortcuts", name))
+    return found

@@ -73,9 +73,9 @@ def _with(branch: list[dict[str, Any]], index: int, **change: Any) -> dict[str, 
      "stages[0]: layer1.0.halves: split sizes [3, 4] add up to 7, but the input has 8 channels"),
     (_with(SPLIT_JOIN, 1, input="halves"),
      "block 'mine': 'left' reads the split 'halves' whole; read its parts (halves[0],"
-     " halves[1], ...)"),
+     " halves[1], ..., or halves[*] for all of them)"),
     (_with(SPLIT_JOIN, 1, input="right[0]"),
-     "block 'mine': 'left' reads 'right[0]', but 'right' is not a split"),
+     "block 'mine': 'left' reads 'right[0]', but 'right' has no parts"),
     (_with(SPLIT_JOIN, 0, when="stride == 1"),
      "blocks.mine.branch[0].when: block 'mine': a split cannot be optional"),
     (_with(SPLIT_JOIN, 4, name="preact"),
@@ -115,9 +115,13 @@ def test_input_outside_a_block_is_refused_by_the_cli(tmp_path: Path) -> None:
 
 def test_a_chain_written_with_inputs_is_the_same_network() -> None:
     """`input:` naming the previous op is what a plain list means: same graph, same code."""
-    chain = _zoo("resnet50_cbam")
+    library = yaml.safe_load((ROOT / "resnet_compiler" / "blocks.yaml").read_text())
+    chain = _zoo("skresnet18")
+    chain["blocks"] = {"mine": library["blocks"]["bottleneck"]}
+    chain.pop("defaults")
+    chain["stages"] = [{**stage, "block": "mine"} for stage in chain["stages"]]
     plain = rc.compile({**chain, "name": "same"})
-    branch = chain["blocks"]["cbam_bottleneck"]["branch"]
+    branch = chain["blocks"]["mine"]["branch"]
     for prev, op in zip(branch, branch[1:], strict=False):
         op.setdefault("input", prev["name"])
     wired = rc.compile({**chain, "name": "same"})
@@ -162,16 +166,18 @@ def test_multipath_ops_lower_to_plain_onnx_ops(tmp_path: Path, name: str) -> Non
     assert expected <= types
 
 
-def test_generated_forward_uses_named_locals_in_spec_order() -> None:
+def test_generated_code_has_a_class_per_module_and_loops_over_paths() -> None:
     source = rc.compile(_zoo("skresnet18")).to_torch_source()
-    forward = source.split("class SelectiveKernelBasic")[1].split("def forward")[1]
-    lines = [line.strip() for line in forward.splitlines()[1:12]]
-    assert lines[:3] == ["halves = torch.chunk(x, 2, dim=1)",
-                         "out = self.conv1.paths[0].conv(halves[0])",
-                         "out = self.conv1.paths[0].bn(out)"]
-    assert "conv1_paths_0_act = self.conv1.paths[0].act(out)" in lines
-    assert "out = conv1_paths_0_act + conv1_paths_1_act" in lines
-    assert '"paths": nn.ModuleList([' in source
+    assert "class SelectiveKernel(nn.Module):" in source
+    assert "class SelectiveKernelAttn(nn.Module):" in source
+    assert "class ConvNormAct(nn.Module):" in source
+    assert "ModuleDict" not in source
+    sk = source.split("class SelectiveKernel(nn.Module)")[1].split("\nclass ")[0]
+    assert "self.paths = nn.ModuleList(" in sk
+    assert "for i in range(len(self.paths)):" in sk
+    assert "out = sum(paths)" in sk or "paths_sum = sum(paths)" in sk
+    block = source.split("class SelectiveKernelBasic")[1].split("\nclass ")[0]
+    assert "self.conv1 = SelectiveKernel(" in block
 
 
 def test_multipath_block_trains_and_exports_at_any_size(tmp_path: Path) -> None:
@@ -196,6 +202,6 @@ def test_dot_draws_a_block_as_a_cluster_with_its_paths() -> None:
     dot = rc.compile(_zoo("skresnet18")).to_dot("layer2.0")
     assert 'subgraph "cluster_layer2.0"' in dot
     assert 'label="layer2.0 (SelectiveKernelBasic)"' in dot
-    assert '"layer2.0.halves" -> "layer2.0.conv1.paths.1.conv" [label="[1]"]' in dot
+    assert '"layer2.0.conv1.parts" -> "layer2.0.conv1.paths.1.conv" [label="[1]"]' in dot
     assert 'label="shortcut"' in dot
     assert "layer3" not in dot

@@ -38,6 +38,10 @@ PEERS = {
     "resnest14d": lambda: timm.create_model("resnest14d"),
     "resnest50d_4s2x40d": lambda: timm.create_model("resnest50d_4s2x40d"),
     "resnet50_cbam": lambda: timm.create_model("resnet50", block_args=dict(attn_layer="cbam")),
+    # one block each for every radix, scale and width: the library's modules and loops
+    "skresnet34": lambda: timm.create_model("skresnet34"),
+    "resnest50d": lambda: timm.create_model("resnest50d"),
+    "res2net50_14w_8s": lambda: timm.create_model("res2net50_14w_8s"),
     "tv_resnet101_os16": lambda: torchvision.models.resnet101(
         replace_stride_with_dilation=[False, False, True]),
     "tv_resnet50_frozenbn": lambda: torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d),

@@ -1,0 +1,201 @@
+"""The composable language: modules, loops over paths, fan-in, layer choices that name modules,
+user names that shadow the language's, and the generated classes honouring their params."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import timm
+import torch
+import yaml
+from support import ROOT
+
+import resnet_compiler as rc
+from resnet_compiler.errors import SpecError
+
+
+def _zoo(name: str, side: int = 32) -> dict[str, Any]:
+    spec = yaml.safe_load((ROOT / "spec" / "zoo" / f"{name}.yaml").read_text())
+    spec["input"] = {"channels": 3, "height": side, "width": side}
+    spec["num_classes"] = 5
+    return spec
+
+
+def _torch_equals_onnx(net: rc.CompiledNetwork, tmp_path: Any) -> None:
+    torch.manual_seed(0)
+    model = net.build_torch().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "m.onnx"
+    net.to_onnx(path, weights=model.state_dict())
+    c, h, w = net.input_shape
+    x = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0]
+    assert np.abs(want - got).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
+def test_the_generated_resnest_block_honours_radix() -> None:
+    """ResNestBottleneck(..., radix=4) builds four paths and every one of them contributes."""
+    ns = rc.compile(_zoo("resnest14d")).torch_namespace()
+    torch.manual_seed(0)
+    block = ns.ResNestBottleneck(64, 16, radix=4, avd=True).eval()
+    attn = block.conv2
+    assert attn.conv.out_channels == 16 * 4 and attn.fc2.out_channels == 16 * 4
+    x = torch.randn(1, 64, 8, 8)
+    with torch.no_grad():
+        base = block(x)
+        for path in range(4):
+            changed = copy.deepcopy(block)
+            changed.conv2.conv.weight[path * 16:(path + 1) * 16].zero_()
+            assert (changed(x) - base).abs().max() > 1e-3, f"path {path} does not contribute"
+
+
+@pytest.mark.parametrize(("preset", "defaults", "peer"), [
+    ("resnest14d", {"radix": 4}, lambda: timm.create_model(
+        "resnest14d", block_args=dict(radix=4, avd=True, avd_first=False))),
+    ("resnest14d", {"radix": 1}, lambda: timm.create_model(
+        "resnest14d", block_args=dict(radix=1, avd=True, avd_first=False))),
+    ("res2net50_26w_4s", {"scale": 8}, lambda: timm.create_model("res2net50_26w_8s")),
+])
+def test_a_block_param_changes_the_network_as_timm(preset: str, defaults: dict[str, Any],
+                                                   peer: Any) -> None:
+    spec = _zoo(preset)
+    spec["num_classes"] = 1000
+    spec["defaults"] = {**spec.get("defaults", {}), **defaults}
+    net = rc.compile(spec)
+    theirs = peer().eval()
+    ours = net.build_torch().eval()
+    assert net.total_params == sum(p.numel() for p in theirs.parameters())
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_modules_loops_and_fan_in_agree_between_torch_and_onnxruntime(tmp_path: Any) -> None:
+    spec = {
+        "name": "composed", "input": {"channels": 3, "height": 16, "width": 16},
+        "num_classes": 4,
+        "modules": {"gated_paths": {
+            "params": {"paths": 3},
+            "ops": [
+                {"op": "split", "name": "parts", "parts": "paths"},
+                {"repeat": "paths", "ops": [
+                    {"op": "conv", "name": "convs", "input": "parts[i]",
+                     "channels": "in_channels", "kernel": 3, "dilation": "i + 1"},
+                    {"op": "relu", "name": "acts"}]},
+                {"op": "add", "name": "total", "input": "acts[*]"},
+                {"op": "concat", "name": "joined", "input": ["acts[*]", "total"]},
+                {"op": "conv", "name": "proj", "channels": "in_channels", "kernel": 1}]}},
+        "blocks": {"mine": {"params": {"paths": 3}, "out_channels": "channels", "branch": [
+            {"op": "conv", "name": "conv1", "channels": "channels * paths", "kernel": 1,
+             "stride": "stride"},
+            {"op": "gated_paths", "name": "mix", "paths": "paths"},
+            {"op": "conv", "name": "conv2", "channels": "channels", "kernel": 1},
+            {"op": "bn", "name": "bn2"}]}},
+        "stem": [{"op": "conv", "name": "conv1", "channels": 8, "kernel": 3}],
+        "stages": [{"block": "mine", "depth": 2, "channels": 8},
+                   {"block": "mine", "depth": 1, "channels": 16, "stride": 2, "paths": 2}],
+    }
+    net = rc.compile(spec)
+    assert "layer2.0.mix.convs.1.weight" in net.build_torch().state_dict()
+    assert "layer2.0.mix.convs.2" not in net.graph
+    assert "class GatedPaths(nn.Module):" in net.to_torch_source()
+    _torch_equals_onnx(net, tmp_path)
+
+
+def test_a_conditional_add_reads_both_of_its_inputs(tmp_path: Any) -> None:
+    """`add` of an earlier value and the op before it, under `when:`, adds the two (not the
+    earlier value to itself)."""
+    spec = {"name": "cond", "input": {"channels": 3, "height": 8, "width": 8}, "num_classes": 3,
+            "blocks": {"mine": {"out_channels": "channels", "branch": [
+                {"op": "conv", "name": "conv1", "channels": "channels", "kernel": 3},
+                {"op": "relu", "name": "act1"},
+                {"op": "conv", "name": "conv2", "channels": "channels", "kernel": 3},
+                {"op": "bn", "name": "bn2"},
+                {"op": "add", "name": "inner_sum", "input": ["act1", "bn2"],
+                 "when": "block_index < 1"}]}},
+            "stem": [{"op": "conv", "name": "conv1", "channels": 8, "kernel": 3}],
+            "stages": [{"block": "mine", "depth": 2, "channels": 8}]}
+    _torch_equals_onnx(rc.compile(spec), tmp_path)
+
+
+def test_user_params_shadow_the_languages_names() -> None:
+    """A block's own `dilation`, `radix`, `scale`, `attn`, ... mean what the block says."""
+    def spec(names: list[str]) -> dict[str, Any]:
+        a, b, c = names
+        return {"name": "shadow", "input": {"channels": 3, "height": 16, "width": 16},
+                "num_classes": 3,
+                "blocks": {"mine": {"params": {a: 2, b: 1, c: 3}, "out_channels": "channels",
+                                    "branch": [
+                    {"op": "conv", "name": "conv1", "channels": f"channels * {a}", "kernel": 3,
+                     "dilation": b},
+                    {"op": "conv", "name": "conv2", "channels": "channels", "kernel": c}]}},
+                "stages": [{"block": "mine", "depth": 2, "channels": 8}]}
+    named = rc.compile(spec(["radix", "dilation", "scale"]))
+    neutral = rc.compile(spec(["p1", "p2", "p3"]))
+    assert (named.total_params, named.total_macs) == (neutral.total_params, neutral.total_macs)
+    with_attn = spec(["attn", "dilation", "repeat"])
+    assert rc.compile(with_attn).total_params == neutral.total_params
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"op": "gated", "name": "g", "pathz": 2}, "module 'gated' has no param 'pathz' (params:"
+     " paths); did you mean 'paths'?"),
+    ({"op": "gated", "name": "g", "paths": 65}, "a loop count must be a whole number from 1 to 64"),
+    ({"op": "gated", "name": "g", "paths": 0}, "a loop count must be a whole number from 1 to 64"),
+    ({"op": "gatd", "name": "g"}, "did you mean 'gated'?"),
+])
+def test_module_and_loop_errors_are_one_line(change: dict[str, Any], message: str) -> None:
+    spec = {"name": "bad", "input": {"channels": 3, "height": 8, "width": 8}, "num_classes": 3,
+            "modules": {"gated": {"params": {"paths": 2}, "ops": [
+                {"op": "split", "name": "parts", "parts": 1},
+                {"repeat": "paths", "ops": [{"op": "conv", "name": "convs", "input": "parts[0]",
+                                             "channels": 4, "kernel": 1}]},
+                {"op": "add", "input": "convs[*]"}]}},
+            "blocks": {"mine": {"out_channels": 4, "branch": [change]}},
+            "stages": [{"block": "mine", "depth": 1, "channels": 4}]}
+    with pytest.raises(SpecError) as e:
+        rc.compile(spec)
+    assert message in str(e.value)
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_a_module_that_contains_itself_is_refused() -> None:
+    spec = {"name": "bad", "input": {"channels": 3, "height": 8, "width": 8}, "num_classes": 3,
+            "modules": {"a": {"ops": [{"op": "b", "name": "inner"}]},
+                        "b": {"ops": [{"op": "a", "name": "inner"}]}},
+            "blocks": {"mine": {"out_channels": 3, "branch": [{"op": "a", "name": "m"}]}},
+            "stages": [{"block": "mine", "depth": 1, "channels": 3}]}
+    with pytest.raises(SpecError, match="contains itself"):
+        rc.compile(spec)
+
+
+def test_fan_in_over_a_value_without_parts_is_refused() -> None:
+    spec = {"name": "bad", "input": {"channels": 3, "height": 8, "width": 8}, "num_classes": 3,
+            "blocks": {"mine": {"out_channels": 3, "branch": [
+                {"op": "conv", "name": "c", "channels": 3, "kernel": 1},
+                {"op": "add", "name": "s", "input": "c[*]"}]}},
+            "stages": [{"block": "mine", "depth": 1, "channels": 3}]}
+    with pytest.raises(SpecError, match="'c' has no parts"):
+        rc.compile(spec)
+
+
+@pytest.mark.parametrize("attn", ["cbam", "se", "eca"])
+def test_the_attention_choice_fills_every_block(attn: str) -> None:
+    spec = yaml.safe_load((ROOT / "spec" / "resnet18.yaml").read_text())
+    spec["defaults"] = {"attn": attn}
+    net = rc.compile(spec)
+    theirs = timm.create_model("resnet18", block_args=dict(attn_layer=attn))
+    assert net.total_params == sum(p.numel() for p in theirs.parameters())
+    net.build_torch().load_state_dict(theirs.state_dict(), strict=True)
