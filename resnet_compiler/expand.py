@@ -337,7 +337,9 @@ class _Expander:
     def block_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
                        origin: Origin) -> BlockTemplate:
         """The class for a block kind with a shortcut and layer choices, built once per compile."""
-        layer_key = (_freeze(layers), self.spec.defaults.drop_path_rate == 0, self.dilated)
+        fixed = self.fixed_switches(kind, block)
+        layer_key = (_freeze(layers), self.spec.defaults.drop_path_rate == 0, self.dilated,
+                     _freeze(fixed))
         key = (kind, shortcut, layer_key)
         if key in self.templates:
             return self.templates[key]
@@ -346,7 +348,7 @@ class _Expander:
             shared = ("builtin", kind, shortcut, self.ctx, layer_key)
         template = _SHARED_TEMPLATES.get(shared) if shared else None
         if template is None:
-            template = self.new_template(kind, block, shortcut, layers, shared, origin)
+            template = self.new_template(kind, block, shortcut, layers, shared, origin, fixed)
             if shared:
                 _remember(_SHARED_TEMPLATES, shared, template)
         self.register_modules(template.branch + template.post)
@@ -361,8 +363,22 @@ class _Expander:
         self.layout.classes[name] = template
         return template
 
+    def fixed_switches(self, kind: str, block: Any) -> dict[str, Value]:
+        """The block's flags that every stage using it sets alike: the class folds them away
+        (a network without squeeze-excite gets no `se` argument and no SE code)."""
+        found: dict[str, Value] | None = None
+        for si, stage in enumerate(self.spec.stages):
+            if stage.block != kind:
+                continue
+            flags = {k: v for k, v in self.stage_params(si, block).items()
+                     if isinstance(v, bool)}
+            found = flags if found is None else {k: v for k, v in found.items()
+                                                 if flags.get(k) is v}
+        return found or {}
+
     def new_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
-                     shared: tuple[Any, ...] | None, origin: Origin) -> BlockTemplate:
+                     shared: tuple[Any, ...] | None, origin: Origin,
+                     fixed: Mapping[str, Value] | None = None) -> BlockTemplate:
         for i, op in enumerate(self.shortcuts[shortcut]):
             if op.input is not None:
                 raise self.error(("shortcuts", shortcut, i, "input"), "a shortcut is a chain of"
@@ -383,6 +399,7 @@ class _Expander:
             known.update(dilation=1, first_dilation=1)
         declared = set(block.params) | set(block.vars)
         known = {k: v for k, v in known.items() if k not in declared}
+        known.update(fixed or {})
         block_vars = []
         for var, text in block.vars.items():
             e = Expr.parse(text).partial(known)
@@ -605,8 +622,14 @@ class _Expander:
     def stage_params(self, si: int, block: Any) -> dict[str, Value]:
         """The block's params with `defaults` and the stage's overrides (checked at validation)."""
         params = dict(block.params)
-        for extra in (self.spec.defaults.model_extra or {}, self.spec.stages[si].model_extra or {}):
+        stage = self.spec.stages[si]
+        for extra in (self.spec.defaults.model_extra or {}, stage.model_extra or {}):
             params.update({k: v for k, v in extra.items() if k in params})
+        # a stage key the block also declares as a param (`dilation`) sets the param too
+        for key in type(stage).model_fields:
+            value = getattr(stage, key)
+            if key in params and value is not None and key not in ("channels", "stride"):
+                params[key] = value
         return params
 
     # ---- whole network -----------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_when_makes_an_optional_submodule_not_a_second_class() -> None:
     spec = yaml.safe_load((ROOT / "spec" / "seresnet50.yaml").read_text())
     spec["stages"][1]["se"] = False
     source = rc.compile(spec).to_torch_source()
-    assert source.count("(nn.Module):") == 3  # SqueezeExcite, the block, the model
+    assert source.count("(nn.Module):") == 3  # SEModule, the block, the model
 
 
 def test_no_op_pools_vanish_from_code_graph_and_onnx(tmp_path: Path) -> None:

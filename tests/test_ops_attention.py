@@ -154,7 +154,7 @@ def test_se_defaults_keep_node_attributes_and_code() -> None:
     assert "act" not in plain.graph.nodes["se1"]
     assert plain.to_torch_source() == spelled.to_torch_source()
     assert plain.graph.graph["spec_sha256"] == spelled.graph.graph["spec_sha256"]
-    assert "self.se1 = SqueezeExcite(8)" in plain.to_torch_source()
+    assert "self.se1 = SEModule(8)" in plain.to_torch_source()
 
 
 @pytest.mark.parametrize("op", [{}, {"reduction": 4}, {"ratio": 0.25}, {"ratio": 0.3, "divisor": 4},
@@ -221,7 +221,7 @@ def test_se_class_with_options_equals_timm(op: dict[str, Any], tmp_path: Path) -
     exec(compile(source, "<se helpers>", "exec"), namespace)  # noqa: S102 - our own helper text
     reference = timm_se(40, op)
     arguments = ", ".join(["40", str(reference.fc1.out_channels), *se._option_args(src)])
-    module = eval(f"SqueezeExcite({arguments})", namespace).eval()  # noqa: S307 - as above
+    module = eval(f"SEModule({arguments})", namespace).eval()  # noqa: S307 - as above
     module.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(2, 40, 8, 8)
     with torch.no_grad():
@@ -444,7 +444,7 @@ def test_every_new_op_in_one_network_is_ruff_clean_and_onnx_matches(tmp_path: Pa
                                 {"op": "drop_path", "name": "drop_path", "rate": 0.1}))
     source = net.to_torch_source()
     for helper_class in ("class EfficientChannelAttention", "class BlurPool2d", "class DropPath",
-                         "class SqueezeExcite"):
+                         "class SEModule"):
         assert source.count(helper_class) == 1
     assert MAKE_DIVISIBLE_SOURCE.strip() in source
     ruff_clean(source, tmp_path / "model.py")

@@ -179,9 +179,9 @@ def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, Body]:
     """Constructor and forward lines of the branch and post ops, the channels feeding the
     projection, and where each value lives."""
     last = flat_ops(t.post)[-1].name if t.post else None
-    reads = [t.output, *([last] if last else []), *([t.projection_from] if t.projection_from
-                                                     else [])]
-    v = Body([*t.branch, *t.post], reads, keep=t.projection_from)
+    reads = [*([last] if last else []), *([t.projection_from] if t.projection_from else [])]
+    v = Body([*t.branch, *t.post], reads, keep=t.projection_from,
+             residual=(t.output, len(flat_ops(t.branch))))
     v.emit(t.branch)
     v.forward.append("@residual")
     v.emit(t.post)

@@ -78,7 +78,8 @@ class Body:
     block's output meeting the shortcut, its projection source, the module's output)."""
 
     def __init__(self, items: Sequence[Item], reads_after: Sequence[str],
-                 in_channels: str = "in_channels", keep: str | None = None):
+                 in_channels: str = "in_channels", keep: str | None = None,
+                 residual: tuple[str, int] | None = None):
         self.items = list(items)
         self.ops = flat_ops(tuple(items))
         self.loop_of: dict[str, LoopTemplate] = {}
@@ -90,6 +91,8 @@ class Body:
         for k, op in enumerate(self.ops):
             for ref in op.inputs:
                 self.readers.setdefault(parse_ref(ref)[0], []).append(k)
+        if residual is not None:  # the value meeting the shortcut, read between branch and post
+            self.readers.setdefault(parse_ref(residual[0])[0], []).append(residual[1])
         for ref in reads_after:
             self.readers.setdefault(parse_ref(ref)[0], []).append(len(self.ops))
         self.index = {op.name: k for k, op in enumerate(self.ops)}

@@ -75,7 +75,7 @@ class SqueezeExcite(OpModel):
 
 
 SE_CLASS = '''
-class SqueezeExcite(nn.Module):
+class SEModule(nn.Module):
     """Channel attention (Hu et al.): pool, 1x1 conv down, ReLU, 1x1 conv up, sigmoid gate."""
 
     def __init__(self, channels: int, rd_channels: int | None = None, reduction: int = 16,
@@ -96,7 +96,7 @@ class SqueezeExcite(nn.Module):
 
 # The same class once a network uses act, gate or bias: the modules come in as arguments.
 SE_CLASS_OPTIONS = '''
-class SqueezeExcite(nn.Module):
+class SEModule(nn.Module):
     """Channel attention (Hu et al.): pool, 1x1 conv down, activation, 1x1 conv up, gate (ReLU
     and sigmoid unless given)."""
 
@@ -194,7 +194,7 @@ class SqueezeExciteOp(OpDef):
 
     def _width_call(self, src: Mapping[str, Any], in_channels: str) -> str:
         if "channels" in src:
-            return f"SqueezeExcite({in_channels}, {text(src['channels'])})"
+            return f"SEModule({in_channels}, {text(src['channels'])})"
         if "ratio" in src:
             width = f"{_operand(in_channels)} * {src['ratio']!r}"
             if in_channels.isdigit():
@@ -202,13 +202,13 @@ class SqueezeExciteOp(OpDef):
                                            round_limit=0.0))
             else:
                 width = f"make_divisible({width}, {src['divisor']}, round_limit=0.0)"
-            return f"SqueezeExcite({in_channels}, {width})"
+            return f"SEModule({in_channels}, {width})"
         args = [in_channels]
         if text(src["reduction"]) != "16":
             args.append(f"reduction={text(src['reduction'])}")
         if src["divisor"] != 8:
             args.append(f"divisor={src['divisor']!r}")
-        return f"SqueezeExcite({', '.join(args)})"
+        return f"SEModule({', '.join(args)})"
 
     @staticmethod
     def _option_args(src: Mapping[str, Any]) -> list[str]:
