@@ -22,7 +22,12 @@ import yaml
 import resnet_compiler as rc
 from resnet_compiler.data import load_digits
 from resnet_compiler.images import resize
-from resnet_compiler.infer import classify, open_session, preprocessing_of, session_device
+from resnet_compiler.infer import (
+    classify,
+    open_session,
+    preprocessing_of,
+    session_device,
+)
 from resnet_compiler.train import main as train
 
 SPEC = {

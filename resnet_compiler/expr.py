@@ -42,11 +42,17 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
 
 # The same function in the generated code (which imports nothing but torch and math).
 MAKE_DIVISIBLE_SOURCE = '''
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
-                   round_limit: float = 0.9) -> int:
+def make_divisible(
+    value: float,
+    divisor: int = 8,
+    min_value: int | None = None,
+    round_limit: float = 0.9,
+) -> int:
     """`value` rounded to a multiple of `divisor`, at least `min_value` (timm's rule)."""
-    rounded = max(divisor if min_value is None else min_value,
-                  int(value + divisor / 2) // divisor * divisor)
+    rounded = max(
+        divisor if min_value is None else min_value,
+        int(value + divisor / 2) // divisor * divisor,
+    )
     return rounded + divisor if rounded < round_limit * value else rounded
 '''
 

@@ -110,7 +110,12 @@ def quantize_int8(net: CompiledNetwork, output: str | os.PathLike[str], weights:
     """
     import onnx
     import torch
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from .data import check_channels, load_dataset
     from .infer import open_session

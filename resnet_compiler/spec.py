@@ -32,7 +32,13 @@ from .errors import Problem, SpecError
 from .expr import FUNCTIONS
 from .load import Document, format_path
 from .messages import did_you_mean
-from .names import MAX_NAME_LENGTH, RESERVED_NAMES, check_class_name, check_identifier, check_variable
+from .names import (
+    MAX_NAME_LENGTH,
+    RESERVED_NAMES,
+    check_class_name,
+    check_identifier,
+    check_variable,
+)
 from .ops import SPEC_OPS, OpModel
 from .ops.base import ExprText, PositiveInt, Size, check_module_path
 

@@ -31,7 +31,13 @@ from onnx import TensorProto, helper
 
 from ..errors import UsageError
 from ..ops import REGISTRY
-from .onnx_builder import INPUT_NAME, OUTPUT_NAME, OnnxBuilder, folded_norms, ordered_inputs
+from .onnx_builder import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    OnnxBuilder,
+    folded_norms,
+    ordered_inputs,
+)
 
 DEFAULT_OPSET = 21
 MIN_OPSET = 13

@@ -25,109 +25,14 @@ from ..expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
 from ..ops import REGISTRY
 from ..preprocessing import Preprocessing
 from ..templates import BlockTemplate, Layout, OpTemplate, TopOp, flat_ops
+from .pyformat import WIDTH, format_lines
 from .torch_body import Body, code_of, module_class, module_expr, simplify
 
 INDENT = "    "
-WIDTH = 99
-
-
-# ---- line wrapping -------------------------------------------------------------------------------
-
-def _split_args(text: str) -> list[str]:
-    """Split call arguments at top-level commas (the code is ours: no strings with commas)."""
-    args, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            args.append(text[start:i].strip())
-            start = i + 1
-    if text[start:].strip():
-        args.append(text[start:].strip())
-    return args
-
-
-def _break_words(text: str, indent: str) -> list[str]:
-    """`text` (inside brackets, so a line may end anywhere between tokens) in lines that fit."""
-    out, current = [], indent
-    for word in text.split(" "):
-        if len(current) + len(word) > WIDTH and current.strip():
-            out.append(current.rstrip())
-            current = indent
-        current += word + " "
-    return [*out, current.rstrip()]
-
-
-def _break_at_spaces(line: str) -> list[str]:
-    """Break a long line at spaces inside brackets: a continuation line (already inside the
-    brackets of the line before) as it is, a bare assignment after wrapping its value in
-    parentheses, any other statement after its first opening parenthesis."""
-    indent = line[: len(line) - len(line.lstrip())]
-    body = line.strip()
-    if "(" not in body or body.endswith(","):  # a continuation line
-        if " = " not in body or body.endswith(","):
-            return _break_words(body, indent)
-        target, _, value = body.partition(" = ")
-        body = f"{target} = ({value})"
-    start = body.index("(") + 1
-    if body.endswith(")") and body.count("(") == body.count(")"):
-        inner, tail = body[start:-1], ")"
-    else:
-        inner, tail = body[start:], ""
-    return [indent + body[:start], *_break_words(inner, indent + INDENT), indent + tail] \
-        if tail else [indent + body[:start], *_break_words(inner, indent + INDENT)]
-
-
-def _top_level_if(text: str) -> bool:
-    """Whether `text` is a conditional expression (an ` if ` outside any brackets)."""
-    depth = 0
-    for i, ch in enumerate(text):
-        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
-        if depth == 0 and text.startswith(" if ", i):
-            return True
-    return False
-
-
-def _wrap(line: str) -> list[str]:
-    """Break an over-long line after its first opening parenthesis, black-style, one argument
-    group per line; anything still too long breaks at spaces."""
-    if len(line) <= WIDTH:
-        return [line]
-    indent = line[: len(line) - len(line.lstrip())]
-    body = line.strip()
-    if body.startswith(("if ", "elif ")) and body.endswith(":"):  # a long condition
-        keyword, _, condition = body[:-1].partition(" ")
-        return [f"{indent}{keyword} (", *_break_words(condition, indent + INDENT), f"{indent}):"]
-    if body.endswith(",") and _top_level_if(body):  # a conditional element inside brackets
-        first, *rest = _break_words(body, indent + INDENT)
-        return [indent + first.strip(), *rest]
-    target, eq, value = body.partition(" = ")
-    if "(" not in line or (eq and _top_level_if(value)):  # a bare value or a conditional
-        if eq:
-            return [f"{indent}{target} = (", *_break_words(value, indent + INDENT), f"{indent})"]
-        return _break_at_spaces(line)
-    start = line.index("(")
-    depth, end = 0, len(line) - 1
-    for end in range(start, len(line)):
-        depth += {"(": 1, ")": -1}.get(line[end], 0)
-        if depth == 0:
-            break
-    out, current = [line[: start + 1]], indent + INDENT
-    for arg in _split_args(line[start + 1: end]):
-        piece = arg + ","
-        if len(current) + len(piece) > WIDTH and current.strip():
-            out.append(current.rstrip())
-            current = indent + INDENT
-        current += piece + " "
-    out += [current.rstrip(), indent + line[end:]]
-    return [part for piece in out
-            for part in (_break_at_spaces(piece) if len(piece) > WIDTH else [piece])]
 
 
 def _lines(lines: Iterable[str]) -> str:
-    return "\n".join(part for line in lines for part in _wrap(line))
+    return format_lines(lines)
 
 
 def _docstring(text: str, indent: str) -> list[str]:
@@ -370,16 +275,15 @@ def _container(children: list[tuple[str, Any]]) -> list[str]:
     """An nn.Sequential of `children` (key, constructor lines or nested children): positional
     when the keys are 0, 1, ...; named (OrderedDict) otherwise."""
     numbered = all(key == str(i) for i, (key, _) in enumerate(children))
-    lines = ["nn.Sequential(" if numbered else "nn.Sequential(OrderedDict(["]
+    lines = ["nn.Sequential(" if numbered else "nn.Sequential(", *([] if numbered else [
+        f"{INDENT}OrderedDict("])]
+    pad = INDENT if numbered else INDENT * 2
     for key, child in children:
         body = child if isinstance(child[0], str) else _container(child)
-        if numbered:
-            lines += [INDENT + body[0], *(INDENT + b for b in body[1:])]
-            lines[-1] += ","
-        else:
-            lines += [f'{INDENT}("{key}", {body[0]}', *(INDENT + b for b in body[1:])]
-            lines[-1] += "),"
-    return [*lines, ")" if numbered else "]))"]
+        head = "" if numbered else f"{key}="
+        lines += [f"{pad}{head}{body[0]}", *(pad + b for b in body[1:])]
+        lines[-1] += ","
+    return [*lines, *([] if numbered else [f"{INDENT})"]), ")"]
 
 
 def _tree(entries: list[Entry]) -> list[tuple[str, Any]]:
@@ -453,7 +357,13 @@ def _helpers(layout: Layout) -> tuple[list[str], list[str]]:
 
 def emit_torch(graph: nx.DiGraph, layout: Layout) -> str:
     """The PyTorch source for `graph`: deterministic, ruff-clean, torch-only."""
-    from .torch_forward import ends, feature_info, forward_methods, head_size, keep_inputs
+    from .torch_forward import (
+        ends,
+        feature_info,
+        forward_methods,
+        head_size,
+        keep_inputs,
+    )
     gg = graph.graph
     model_name = model_class_name(graph, layout)
     c, h, w = gg["input_shape"]

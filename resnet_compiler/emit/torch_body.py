@@ -10,6 +10,7 @@ other gets a local named after it.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..block_graph import BLOCK_INPUT, FAN_IN, RESIDUAL, local_name, parse_ref
 from ..expr import Expr
 from ..ops import REGISTRY
 from ..templates import Item, LoopTemplate, ModuleTemplate, OpTemplate, flat_ops
+from .pyformat import WIDTH
 
 INDENT = "    "
 
@@ -245,9 +247,14 @@ class Body:
         if loop is not None:
             if op.when is not None:
                 ctor = f"{ctor} if {op.when.source} else None"
-            init.append(f"self.{local_name(op.name)} = nn.ModuleList(")
-            init.append(f"{INDENT}[{ctor} for {loop.index} in range({loop.count.source})]")
-            init.append(")")
+            attr = f"self.{local_name(op.name)}"
+            index = loop.index if re.search(rf"\b{loop.index}\b", ctor) else "_"
+            line = f"{attr} = nn.ModuleList([{ctor} for {index} in range({loop.count.source})])"
+            if len(line) + 8 <= WIDTH or len(line) - len(attr) - 15 <= WIDTH - 12:
+                init.append(line)  # fits on one line, or on one inside the call's parentheses
+            else:
+                init += [f"{attr} = nn.ModuleList()", f"for {index} in range({loop.count.source}):",
+                         f"{INDENT}{attr}.append({ctor})"]
             return
         path = _module_path(op.name)
         if "." in op.name:

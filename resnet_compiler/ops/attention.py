@@ -78,8 +78,13 @@ SE_CLASS = '''
 class SEModule(nn.Module):
     """Channel attention (Hu et al.): pool, 1x1 conv down, ReLU, 1x1 conv up, sigmoid gate."""
 
-    def __init__(self, channels: int, rd_channels: int | None = None, reduction: int = 16,
-                 divisor: int = 8) -> None:
+    def __init__(
+        self,
+        channels: int,
+        rd_channels: int | None = None,
+        reduction: int = 16,
+        divisor: int = 8,
+    ) -> None:
         super().__init__()
         if rd_channels is None:
             rd_channels = make_divisible(channels / reduction, divisor, round_limit=0.0)
@@ -100,9 +105,16 @@ class SEModule(nn.Module):
     """Channel attention (Hu et al.): pool, 1x1 conv down, activation, 1x1 conv up, gate (ReLU
     and sigmoid unless given)."""
 
-    def __init__(self, channels: int, rd_channels: int | None = None, reduction: int = 16,
-                 divisor: int = 8, act: nn.Module | None = None, gate: nn.Module | None = None,
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        channels: int,
+        rd_channels: int | None = None,
+        reduction: int = 16,
+        divisor: int = 8,
+        act: nn.Module | None = None,
+        gate: nn.Module | None = None,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if rd_channels is None:
             rd_channels = make_divisible(channels / reduction, divisor, round_limit=0.0)
@@ -289,14 +301,21 @@ class EfficientChannelAttention(nn.Module):
     """Channel attention (Wang et al., ECA-Net): a 1-D conv across the pooled channels, then a
     sigmoid gate. Without `kernel_size` the kernel follows the channel count (the paper's rule)."""
 
-    def __init__(self, channels: int, kernel_size: int | None = None, gamma: float = 2.0,
-                 beta: float = 1.0) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int | None = None,
+        gamma: float = 2.0,
+        beta: float = 1.0,
+    ) -> None:
         super().__init__()
         if kernel_size is None:
             log_c = torch.tensor(float(channels), dtype=torch.float64).log2().item()
             t = int(abs(log_c + beta) / gamma)
             kernel_size = max(t if t % 2 else t + 1, 3)
-        self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+        self.conv = nn.Conv1d(
+            1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False
+        )
         self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -150,19 +150,37 @@ class StdConv2d(nn.Conv2d):
     channel's filter is used at zero mean and unit (biased) variance, so training sees a
     well-scaled weight whatever its raw values."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = False,
-                 eps: float = 1e-6) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         dilation=dilation, groups=groups, bias=bias)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+        )
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = self.weight.flatten(1)
         var, mean = torch.var_mean(flat, dim=1, correction=0, keepdim=True)
         weight = ((flat - mean) * torch.rsqrt(var + self.eps)).reshape_as(self.weight)
-        return nn.functional.conv2d(x, weight, self.bias, self.stride, self.padding,
-                                    self.dilation, self.groups)
+        return nn.functional.conv2d(
+            x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 '''
 
 

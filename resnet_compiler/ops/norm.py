@@ -154,8 +154,9 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
-    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str,
-                              *args: object) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict[str, torch.Tensor], prefix: str, *args: object
+    ) -> None:
         # a BatchNorm2d checkpoint also counts its training steps; frozen statistics have none
         state_dict.pop(prefix + "num_batches_tracked", None)
         super()._load_from_state_dict(state_dict, prefix, *args)
@@ -208,7 +209,9 @@ def _shape_constant(b: Any, name: str, dims: list[int]) -> str:
     """A Reshape target as a Constant node rather than an initializer: shape inference needs
     its values, and `verify` drops initializer data before inferring shapes."""
     import numpy as np
-    from onnx import numpy_helper  # only at export: the op table does not need onnx to load
+    from onnx import (
+        numpy_helper,  # only at export: the op table does not need onnx to load
+    )
 
     value = numpy_helper.from_array(np.array(dims, dtype=np.int64), name)
     return b.add("Constant", name, [], name, value=value)

@@ -205,7 +205,9 @@ class BlurPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = nn.functional.pad(x, [self.padding] * 4, mode="reflect")
-        return nn.functional.conv2d(x, self.filt, stride=self.stride, groups=self.channels)
+        return nn.functional.conv2d(
+            x, self.filt, stride=self.stride, groups=self.channels
+        )
 '''
 
 

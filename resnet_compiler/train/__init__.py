@@ -30,7 +30,13 @@ curves (curves.png) and run (the recipe that wires them together).
 
 from __future__ import annotations
 
-from .checkpoint import CHECKPOINT, METRICS_COLUMNS, load_checkpoint, read_metadata, weights_hash
+from .checkpoint import (
+    CHECKPOINT,
+    METRICS_COLUMNS,
+    load_checkpoint,
+    read_metadata,
+    weights_hash,
+)
 from .distributed import Dist, choose_device
 from .loop import lr_at
 from .options import build_parser

@@ -21,10 +21,26 @@ from ..errors import UsageError
 from ..preprocessing import Preprocessing
 from . import options
 from .augment import make_augment
-from .checkpoint import CHECKPOINT, RESUME_SAME, RunRecord, restore, run_metadata, save_outputs, weights_hash
+from .checkpoint import (
+    CHECKPOINT,
+    RESUME_SAME,
+    RunRecord,
+    restore,
+    run_metadata,
+    save_outputs,
+    weights_hash,
+)
 from .distributed import Dist, barrier, log, wrap_ddp
 from .freeze import freeze, freeze_targets, norm_modules
-from .loop import Trainer, check_finite, evaluate, format_row, make_loader, metrics_row, train_epoch
+from .loop import (
+    Trainer,
+    check_finite,
+    evaluate,
+    format_row,
+    make_loader,
+    metrics_row,
+    train_epoch,
+)
 
 if TYPE_CHECKING:  # torch is imported where it is used
     import torch
