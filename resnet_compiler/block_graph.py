@@ -18,6 +18,8 @@ from .ops import REGISTRY
 BLOCK_INPUT = "x"
 RESIDUAL = "add"
 RESERVED = (BLOCK_INPUT, RESIDUAL, "downsample", "shortcut", "out", "preact")
+# a block whose ops are all of it names its own shortcut and add
+EXPLICIT_RESERVED = (BLOCK_INPUT, "shortcut", "out", "preact")
 
 Fail = Callable[[tuple[Any, ...], str], Exception]
 
@@ -64,7 +66,7 @@ def flatten(ops: Sequence[Any]) -> list[tuple[Any, tuple[int, ...], int | None]]
 
 def wire(kind: str, sections: Sequence[tuple[str, Sequence[Any]]], names: Sequence[str],
          output: str | None, projection_from: str | None, fail: Fail,
-         owner: tuple[Any, ...] | None = None) -> Wiring:
+         owner: tuple[Any, ...] | None = None, reserved: Sequence[str] = RESERVED) -> Wiring:
     """Check and resolve the wiring of block (or module) `kind`; `sections` are ("branch", ops)
     and ("post", ops) (a module: one ("ops", ops)), `names` their ops' names in the same order,
     loops opened (see `flatten`)."""
@@ -76,9 +78,9 @@ def wire(kind: str, sections: Sequence[tuple[str, Sequence[Any]]], names: Sequen
     loop_of = {name: loop for name, (_, _, _, loop) in zip(names, ops, strict=True)}
     ops = [(section, path, op) for section, path, op, _ in ops]
     for name, (_, _, op) in zip(names, ops, strict=True):
-        if name in RESERVED or local_name(name) in RESERVED:
+        if name in reserved or local_name(name) in reserved:
             raise fail((*where[name], "name"), f"block {kind!r}: {name!r} is a reserved value name"
-                       f" ({', '.join(RESERVED)})")
+                       f" ({', '.join(reserved)})")
         if op.op in REGISTRY and REGISTRY[op.op].has_parts and op.when is not None:
             raise fail((*where[name], "when"), f"block {kind!r}: a split cannot be optional"
                        " (its parts would have no value when it is off)")

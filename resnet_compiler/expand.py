@@ -19,7 +19,15 @@ import networkx as nx
 from pydantic import ValidationError
 
 from . import __version__
-from .block_graph import BLOCK_INPUT, RESERVED, RESIDUAL, flatten, parse_ref, wire
+from .block_graph import (
+    BLOCK_INPUT,
+    EXPLICIT_RESERVED,
+    RESERVED,
+    RESIDUAL,
+    flatten,
+    parse_ref,
+    wire,
+)
 from .blocks import builtin_library
 from .errors import SpecError
 from .expr import Expr, ExprError, Value
@@ -383,13 +391,17 @@ class _Expander:
             if op.input is not None:
                 raise self.error(("shortcuts", shortcut, i, "input"), "a shortcut is a chain of"
                                  " ops; 'input' is for ops inside a block's branch")
-        flat = [op for op, _, _ in flatten([*block.branch, *block.post])]
-        scope = self.names_for(flat, set(RESERVED))
+        explicit = block.ops is not None  # the residual written out as ops of the block
+        sections = (("ops", block.ops),) if explicit else (("branch", block.branch),
+                                                           ("post", block.post))
+        reserved = EXPLICIT_RESERVED if explicit else RESERVED
+        flat = [op for _, ops in sections for op, _, _ in flatten(ops)]
+        scope = self.names_for(flat, set(reserved))
         for nm in scope:
             if scope.count(nm) > 1:
                 raise self.error(("blocks", kind), f"op name {nm!r} is used twice in the block")
-        wiring = wire(kind, (("branch", block.branch), ("post", block.post)), scope, block.output,
-                      block.projection_from, lambda where, msg: self.error(where, msg))
+        wiring = wire(kind, sections, scope, block.output, block.projection_from,
+                      lambda where, msg: self.error(where, msg), reserved=reserved)
         # what the layer choices fix for the whole class folds away (no `aa` switch in a class
         # that has no anti-aliasing layer); a name the block declares is its own, never these
         known: dict[str, Value] = {"aa": "anti_alias" in layers, "attn": "se" in layers}
@@ -410,16 +422,18 @@ class _Expander:
 
         # an op that no instance has (an unfilled slot, a `when` always false) is its input
         alias: dict[str, str] = {}
-        n_branch = len(flatten(block.branch))
-        branch = self.body_templates(block.branch, scope[:n_branch], wiring.inputs[:n_branch],
-                                     layers, known, alias, origin, ("blocks", kind, "branch"))
+        first, *rest = sections
+        n_branch = len(flatten(first[1]))
+        branch = self.body_templates(first[1], scope[:n_branch], wiring.inputs[:n_branch],
+                                     layers, known, alias, origin, ("blocks", kind, first[0]))
         post = self.body_templates(block.post, scope[n_branch:], wiring.inputs[n_branch:],
-                                   layers, known, alias, origin, ("blocks", kind, "post"))
+                                   layers, known, alias, origin, ("blocks", kind, "post")) \
+            if rest else ()
 
         def resolve(ref: str) -> str:
             return _resolve_alias(ref, alias)
 
-        shortcut_ops = self.shortcuts[shortcut]
+        shortcut_ops = self.shortcuts[shortcut] if not explicit else []
         projection = self.body_templates(
             shortcut_ops, [f"downsample.{op.name or i}" for i, op in enumerate(shortcut_ops)],
             tuple((BLOCK_INPUT,) for _ in shortcut_ops), layers, known, alias, origin,
@@ -427,6 +441,10 @@ class _Expander:
         norms = [t.name for t in branch if isinstance(t, OpTemplate) and t.module is None
                  and REGISTRY[t.kind].role == "norm" and t.when is None
                  and t.sources.get("affine", True)]  # a norm without weight cannot start at zero
+        if block.last_norm is not None:
+            norms = [self.named_norm(kind, block.last_norm, branch)]
+        elif explicit:
+            norms = []
         name = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
         return BlockTemplate(
             class_name=name, kind=kind, shortcut=shortcut, params=dict(block.params),
@@ -435,9 +453,21 @@ class _Expander:
             projection=projection, post=post,
             projection_from=resolve(block.projection_from) if block.projection_from else None,
             output=resolve(wiring.output),
-            last_norm=norms[-1] if norms else None, shared_key=shared,
+            last_norm=norms[-1] if norms else None, shared_key=shared, residual=not explicit,
             position=tuple(n for n in POSITION_DEFAULTS if n not in declared and n in
-                           _template_names(block, self.shortcuts[shortcut])))
+                           _template_names(block, shortcut_ops)))
+
+    def named_norm(self, kind: str, name: str, branch: tuple[Item, ...]) -> str:
+        """The module path of the norm `last_norm` names (inside a module call too)."""
+        for item in branch:
+            if not isinstance(item, OpTemplate):
+                continue
+            if item.name == name and item.module is None and REGISTRY[item.kind].role == "norm":
+                return name
+            if item.module is not None and name.startswith(item.name + "."):
+                return name
+        raise self.error(("blocks", kind, "last_norm"), f"block {kind!r}: last_norm {name!r} is"
+                         " not a norm of the block")
 
     # ---- bodies: ops, module calls and loops -------------------------------------------------
     def body_templates(self, ops: list[Any], names: list[str], inputs: tuple[tuple[str, ...], ...],
@@ -495,12 +525,12 @@ class _Expander:
         module = self.modules[kind]
         owner: Origin = ("modules", kind)
         flat = [op for op, _, _ in flatten(module.ops)]
-        scope = self.names_for(flat, set(RESERVED))
+        scope = self.names_for(flat, set(EXPLICIT_RESERVED))
         for nm in scope:
             if scope.count(nm) > 1:
                 raise self.error(owner, f"op name {nm!r} is used twice in module {kind!r}")
         wiring = wire(kind, (("ops", module.ops),), scope, module.output, None,
-                      lambda at, msg: self.error(at, msg), owner)
+                      lambda at, msg: self.error(at, msg), owner, EXPLICIT_RESERVED)
         alias: dict[str, str] = {}
         self.module_stack = (*stack, kind)
         try:
@@ -551,6 +581,15 @@ class _Expander:
         where: dict[str, Any] = {BLOCK_INPUT: ("", None)}
         body.run(t.branch, env, where, "")
         y = body.port(t.output, env, where)
+        if not t.residual:
+            if y[1] is not None or y[0] == "":
+                raise self.error(origin, f"{block_id}: the block returns {t.output!r}; return"
+                                 " the value of an op (not a split's part or the input)")
+            if body.shapes[y[0]][0] != env["out_channels"]:
+                raise self.error(origin, f"{block_id}: the block returns {t.output!r} with"
+                                 f" {body.shapes[y[0]][0]} channels; out_channels is"
+                                 f" {env['out_channels']}")
+            return body.nodes, y[0]
         shortcut: Port = ("", None)
         if stride != 1 or in_shape[0] != env["out_channels"]:
             start = body.port(t.projection_from, env, where) if t.projection_from else ("", None)
@@ -709,7 +748,9 @@ class _Expander:
         total = sum(st.depth for st in self.spec.stages)
         rate = self.spec.defaults.drop_path_rate
         instances = []
+        pattern = stage.block_names or "{i}"
         for j in range(stage.depth):
+            block_id = f"{name}.{pattern.replace('{i}', str(j)).replace('{n}', str(j + 1))}"
             stride = stage_stride if j == 0 else 1
             index = first_block + j
             position: dict[str, Value] = {
@@ -719,10 +760,10 @@ class _Expander:
                 "drop_path_rate": rate * index / (total - 1) if total > 1 else 0.0,
                 "aa": "anti_alias" in layers, "attn": "se" in layers}
             in_channels = self.shape_of(x)[0]
-            x = self.instantiate(t, x, stage.channels, stride, params, position, f"{name}.{j}",
+            x = self.instantiate(t, x, stage.channels, stride, params, position, block_id,
                                  origin)
             used = {k: position[k] for k in t.position}
-            instances.append(BlockInstance(f"{name}.{j}", t.class_name, in_channels,
+            instances.append(BlockInstance(block_id, t.class_name, in_channels,
                                            stage.channels, stride, params, used))
         self.layout.stages.append(StageLayout(name, tuple(instances)))
         return x
@@ -1058,7 +1099,8 @@ def _template_names(block: Any, shortcut: list[Any]) -> set[str]:
     names: set[str] = set(Expr.parse(str(block.out_channels)).names)
     for e in block.vars.values():
         names |= Expr.parse(e).names
-    for op in [*block.branch, *block.post, *shortcut]:
+    ops = block.ops if block.ops is not None else [*block.branch, *block.post]
+    for op in [o for o, _, _ in flatten(ops)] + list(shortcut):
         for key, value in op.model_dump(exclude={"op", "name", "input"}, exclude_none=True).items():
             for item in value if isinstance(value, list) else [value]:
                 if not isinstance(item, str) or key == "fn":

@@ -18,7 +18,7 @@ RESERVED_NAMES = frozenset({
     "zero_grad", "share_memory", "extra_repr", "register_buffer", "register_parameter",
     "register_module", "add_module", "get_submodule", "get_parameter", "get_buffer",
     "requires_grad_", "reset_parameters", "compile", "dump_patches", "call_super_init",
-    "downsample", "add", "self", "x", "out", "shortcut", "nn", "torch", "super", "math",
+    "self", "x", "out", "shortcut", "nn", "torch", "super", "math",
     "T_destination", "get_extra_state", "set_extra_state", "set_submodule", "to_empty", "ipu",
     "xpu", "mtia", "register_backward_hook", "register_forward_hook",
     "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",

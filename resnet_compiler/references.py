@@ -12,8 +12,8 @@ from .errors import Problem
 from .load import Document, format_path
 from .messages import did_you_mean
 
-STAGE_KEYS = ("block", "depth", "channels", "stride", "name", "shortcut", "dilation", "norm",
-              "act", "aa", "attn")
+STAGE_KEYS = ("block", "depth", "channels", "stride", "name", "block_names", "shortcut",
+              "dilation", "norm", "act", "aa", "attn")
 DEFAULTS_KEYS = ("conv_bias", "zero_init_last_bn", "shortcut", "norm", "act", "conv", "aa",
                  "attn", "drop_path_rate")
 

@@ -163,8 +163,12 @@ class Input(_Model):
 
 
 class Block(_Model):
-    """A residual block template: branch, optional projection shortcut, add, then `post`. The
-    branch is a chain of ops, or a small graph when ops name the values they read (`input:`)."""
+    """A block template, in one of two forms. `branch:` (with `shortcut`, `post`): the residual
+    is implied, a projection shortcut when the shape changes, the add, then `post`. `ops:`: the
+    block is its ops and nothing else; the shortcut and the residual add, if any, are ordinary
+    ops (a conv named `downsample` with a `when:`, an `add` of any two values), so a block may
+    add an inner value, skip the residual, or have none. Either is a chain of ops, or a small
+    graph when ops name the values they read (`input:`)."""
 
     class_name: Annotated[str, AfterValidator(check_class_name)] | None = Field(
         None, description="Class name in the generated code.")
@@ -173,14 +177,33 @@ class Block(_Model):
     vars: dict[Variable, ExprText] = Field(
         default_factory=dict, description="Derived values, computed in order.")
     out_channels: Size = "channels"
-    branch: Annotated[list[Op], Field(min_length=1)]
+    branch: Annotated[list[Op], Field(min_length=1)] | None = None
+    ops: Annotated[list[Op], Field(min_length=1)] | None = Field(
+        None, description="The whole block, residual included as ordinary ops (instead of"
+        " branch, shortcut and post).")
+    last_norm: ModulePath | None = Field(
+        None, description="The norm that defaults.zero_init_last_bn starts at zero (the last"
+        " unconditional norm of the branch when left out; none for an `ops:` block without it).")
     shortcut: Identifier = Field("conv_bn", description="Projection used when the shape changes.")
     projection_from: ModulePath | None = Field(
         None, description="Branch op whose output feeds the projection (pre-activation nets).")
     post: list[Op] = Field(default_factory=list, description="Ops after the add.")
     output: ModulePath | None = Field(
         None, description="The branch value that meets the shortcut (the last branch op's when"
-        " left out).")
+        " left out); with `ops:`, the value the block returns.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Block:
+        if (self.branch is None) == (self.ops is None):
+            raise ValueError("a block has either branch: (the residual implied) or ops: (the"
+                             " residual written out), not both")
+        if self.ops is not None:
+            extra = [k for k in ("post", "projection_from", "shortcut")
+                     if k in self.model_fields_set]
+            if extra:
+                raise ValueError(f"{extra[0]!r} belongs to a branch: block; with ops: the"
+                                 " shortcut and the add are ops of their own")
+        return self
 
 
 class Module(_Model):
@@ -208,6 +231,9 @@ class Stage(BaseModel):
     stride: PositiveInt = 1
     name: ModulePath | None = Field(None, description="Module path of the stage's blocks: layer1,"
                                     " layer2, ... by default; timm's ResNetV2 names stages.0.blocks.")
+    block_names: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*\{[in]\}[A-Za-z0-9_]*$")] | None = \
+        Field(None, description="How the stage names its blocks: a pattern with {n} (counting from"
+              " 1) or {i} (from 0), e.g. b{n} for timm's RegNet (s1.b1, s1.b2); 0, 1, ... by default.")
     shortcut: Identifier | None = None
     dilation: PositiveInt | None = Field(None, description="Dilation of the stage's blocks (the "
                                          "first block keeps the previous stage's, as torchvision"

@@ -89,6 +89,7 @@ class BlockTemplate:
     last_norm: str | None = None
     shared_key: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
     position: tuple[str, ...] = ()  # position values (block_index, dilation, ...) it reads
+    residual: bool = True  # False: the block's ops are all of it (shortcut and add written out)
 
     def ops(self) -> tuple[OpTemplate, ...]:
         return (*flat_ops(self.branch), *self.projection, *flat_ops(self.post))

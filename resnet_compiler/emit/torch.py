@@ -83,10 +83,10 @@ def constructor_params(t: BlockTemplate) -> dict[str, Any]:
 def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, Body]:
     """Constructor and forward lines of the branch and post ops, the channels feeding the
     projection, and where each value lives."""
-    last = flat_ops(t.post)[-1].name if t.post else None
+    last = flat_ops(t.post)[-1].name if t.post else None if t.residual else t.output
     reads = [*([last] if last else []), *([t.projection_from] if t.projection_from else [])]
     v = Body([*t.branch, *t.post], reads, keep=t.projection_from,
-             residual=(t.output, len(flat_ops(t.branch))))
+             residual=(t.output, len(flat_ops(t.branch))) if t.residual else None)
     v.emit(t.branch)
     v.forward.append("@residual")
     v.emit(t.post)
@@ -168,12 +168,15 @@ def _block_class(t: BlockTemplate) -> str:
     init.append(f"out_channels = {t.out_channels.source}")
     branch_init, body, projection_in, values = _branch(t)
     init += branch_init
-    init += _projection(t, projection_in)
-    source = "preact" if t.projection_from else "x"
-    residual = [f"shortcut = x if self.downsample is None else self.downsample({source})",
-                f"out = {REGISTRY['add'].torch_call('', [values.expr(t.output), 'shortcut'])}"]
+    if t.residual:
+        init += _projection(t, projection_in)
+        source = "preact" if t.projection_from else "x"
+        residual = [f"shortcut = x if self.downsample is None else self.downsample({source})",
+                    f"out = {REGISTRY['add'].torch_call('', [values.expr(t.output), 'shortcut'])}"]
+    else:
+        residual = []
     forward = [line for item in body for line in (residual if item == "@residual" else [item])]
-    last = t.post[-1].name if t.post else RESIDUAL
+    last = flat_ops(t.post)[-1].name if t.post else RESIDUAL if t.residual else t.output
     forward.append(f"return {values.holder[last]}")
     lines = [f"class {t.class_name}(nn.Module):",
              *_docstring(f"The {t.kind!r} block: {_describe(t)}.", INDENT), "",
@@ -192,6 +195,9 @@ def _describe(t: BlockTemplate) -> str:
         size = f"{k.source}x{k.source}" if op.kind == "conv" and k and k.constant else ""
         return op.kind + size + ("?" if op.when else "")
 
+    if not t.residual:
+        return "-".join(map(label, t.branch)) + ("; '?' marks optional ops"
+                                                 if any(o.when for o in t.ops()) else "")
     text = f"{'-'.join(map(label, t.branch))} plus a shortcut ({t.shortcut} when the shape changes)"
     post = "-".join(map(label, t.post))
     return text + (f", then {post}" if post else "") + ("; '?' marks optional ops"
@@ -257,7 +263,9 @@ def _stage_entries(layout: Layout) -> list[Entry]:
     entries = []
     signature = {name: constructor_params(t) for name, t in layout.classes.items()}
     for stage in layout.stages:
-        lines = ["nn.Sequential("]
+        named = any(not b.id.rpartition(".")[2].isdigit() for b in stage.blocks)
+        lines = ["nn.Sequential(", f"{INDENT}OrderedDict("] if named else ["nn.Sequential("]
+        pad = INDENT * 2 if named else INDENT
         for inst in stage.blocks:
             defaults = signature[inst.class_name]
             args = [str(inst.in_channels), str(inst.channels)]
@@ -266,8 +274,9 @@ def _stage_entries(layout: Layout) -> list[Entry]:
             values = {**inst.params, **inst.position}
             args += [f"{k}={values[k]!r}" for k in defaults if values[k] != defaults[k]
                      or type(values[k]) is not type(defaults[k])]
-            lines.append(f"{INDENT}{inst.class_name}({', '.join(args)}),")
-        entries.append((stage.name, [*lines, ")"]))
+            key = f"{inst.id.rpartition('.')[2]}=" if named else ""
+            lines.append(f"{pad}{key}{inst.class_name}({', '.join(args)}),")
+        entries.append((stage.name, [*lines, *([f"{INDENT})"] if named else []), ")"]))
     return entries
 
 
