@@ -547,8 +547,7 @@ class _Expander:
             name = f"{base}{n}"
         t = ModuleTemplate(name, kind, dict(module.params), variables, body,
                            _resolve_alias(wiring.output, alias))
-        self.module_templates[key] = t
-        self.layout.modules[name] = t
+        self.module_templates[key] = t  # the layout gets it once a template keeps the call
         return t
 
     # ---- block instances ---------------------------------------------------------------------

@@ -48,7 +48,7 @@ def make_divisible(
     min_value: int | None = None,
     round_limit: float = 0.9,
 ) -> int:
-    """`value` rounded to a multiple of `divisor`, at least `min_value` (timm's rule)."""
+    """`value` rounded to a multiple of `divisor`, at least `min_value` (timm's)."""
     rounded = max(
         divisor if min_value is None else min_value,
         int(value + divisor / 2) // divisor * divisor,

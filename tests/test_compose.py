@@ -48,7 +48,7 @@ def test_the_generated_resnest_block_honours_radix() -> None:
     """ResNestBottleneck(..., radix=4) builds four paths and every one of them contributes."""
     ns = rc.compile(_zoo("resnest14d")).torch_namespace()
     torch.manual_seed(0)
-    block = ns.ResNestBottleneck(64, 16, radix=4, avd=True).eval()
+    block = ns.ResNestBottleneck(64, 16, radix=4).eval()
     attn = block.conv2
     assert attn.conv.out_channels == 16 * 4 and attn.fc2.out_channels == 16 * 4
     x = torch.randn(1, 64, 8, 8)

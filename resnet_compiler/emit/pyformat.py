@@ -62,13 +62,60 @@ def _ternary(text: str) -> list[str] | None:
     return [parts[0], f"if {rest[0]}", f"else {rest[1]}"]
 
 
-def format_line(line: str) -> list[str]:
-    """`line` as the formatter would write it: unchanged when it fits."""
+# Binary operators by priority, highest first: inside brackets, a line too long is split before
+# every top-level occurrence of the highest-priority one it has (black's delimiter split).
+DELIMITERS = ((" or ",), (" and ",), (" < ", " > ", " == ", " != ", " <= ", " >= ", " in ",
+                                      " is "),
+              (" | ",), (" ^ ",), (" & ",), (" << ", " >> "), (" + ", " - "),
+              (" * ", " / ", " // ", " % "))
+
+
+def _delimiter_split(indent: str, body: str) -> list[str] | None:
+    """`body` (an element inside brackets, perhaps ending in a comma) split before its top-level
+    operators of the highest priority present, or None when it has none."""
+    trailing = "," if body.endswith(",") else ""
+    expr = body.removesuffix(",")
+    target, eq, value = expr.partition("=")
+    if eq and target.isidentifier() and not value.startswith("="):  # a keyword argument
+        prefix, expr = f"{target}=", value
+    else:
+        prefix = ""
+    for group in DELIMITERS:
+        cuts: list[tuple[int, str]] = []
+        depth = 0
+        for i, ch in enumerate(expr):
+            if ch in OPEN:
+                depth += 1
+            elif ch in CLOSE:
+                depth -= 1
+            elif depth == 0 and ch == " ":
+                op = next((d for d in group if expr.startswith(d, i)), None)
+                if op is not None:
+                    cuts.append((i, op))
+        if cuts:
+            pieces, start = [], 0
+            for i, _ in cuts:
+                pieces.append(expr[start:i].strip())
+                start = i + 1
+            pieces.append(expr[start:].strip())
+            lines = [indent + prefix + pieces[0], *(indent + p for p in pieces[1:])]
+            lines[-1] += trailing
+            return [part for line in lines for part in format_line(line, inside=True)]
+    return None
+
+
+def format_line(line: str, inside: bool = False) -> list[str]:
+    """`line` as the formatter would write it: unchanged when it fits. `inside`: the line is an
+    element inside brackets (split at its operators before its last brackets)."""
     if len(line) <= WIDTH:
         return [line]
     indent = line[: len(line) - len(line.lstrip())]
     body = line.strip()
     inner = indent + INDENT
+    if inside and _ternary(body.removesuffix(",")) is None:
+        split = _delimiter_split(indent, body)
+        if split is not None:
+            return split
     if body.startswith(("if ", "elif ")) and body.endswith(":"):
         keyword, _, condition = body[:-1].partition(" ")
         return [f"{indent}{keyword} (", *format_line(inner + condition), f"{indent}):"]
@@ -90,10 +137,10 @@ def format_line(line: str) -> list[str]:
     items = split_top(args)
     if len(items) == 1 and not args.rstrip().endswith(","):
         # one argument: broken in its own brackets, without a trailing comma of its own
-        return [head, *format_line(one), indent + tail]
+        return [head, *format_line(one, inside=True), indent + tail]
     lines = [head]
     for item in items:
-        lines += format_line(f"{inner}{item},")
+        lines += format_line(f"{inner}{item},", inside=True)
     return [*lines, indent + tail]
 
 

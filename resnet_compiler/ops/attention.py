@@ -76,7 +76,7 @@ class SqueezeExcite(OpModel):
 
 SE_CLASS = '''
 class SEModule(nn.Module):
-    """Channel attention (Hu et al.): pool, 1x1 conv down, ReLU, 1x1 conv up, sigmoid gate."""
+    """Channel attention (Hu et al.): pool, 1x1 conv, ReLU, 1x1 conv, sigmoid gate."""
 
     def __init__(
         self,
