@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -296,35 +297,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     command = COMMANDS.get(argv[0]) if argv else None
     run = (lambda: command(argv[1:])) if command else (lambda: _run_compile(argv))
+    def report(lines: list[str], code: int) -> int:
+        """The problem's one-line message (after the traceback with --debug), and the code."""
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        for line in lines:
+            print(line, file=sys.stderr)
+        return code
+
     try:
         return run()
     except SystemExit as e:  # --help and argparse's own exits
         return e.code if isinstance(e.code, int) else 0
     except SpecError as e:
-        if debug:
-            raise
-        for line in e.format_lines():
-            print(line, file=sys.stderr)
-        return 2
+        return report(list(e.format_lines()), 2)
     except UsageError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report([f"error: {e}"], 2)
     except VerificationError as e:
-        if debug:
-            raise
-        print(f"verification failed: {e}", file=sys.stderr)
-        return 1
+        return report([f"verification failed: {e}"], 1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a runtime failure: one line, the traceback only with --debug
-        if debug:
-            raise
-        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
-              file=sys.stderr)
-        return 1
+        hint = "" if debug else " (rerun with --debug for the traceback)"
+        return report([f"error: {type(e).__name__}: {e}{hint}"], 1)
 
 
 def entry_point() -> None:

@@ -1039,6 +1039,13 @@ POSITION_DEFAULTS: dict[str, Value] = {
     "attn": False}
 
 
+# What users of torch and timm call the ops (for did-you-mean where spelling is no guide).
+OP_ALIASES = {"group_norm": "gn", "groupnorm": "gn", "batch_norm": "bn", "batchnorm": "bn",
+              "batchnorm2d": "bn", "frozen_batch_norm": "frozen_bn", "conv2d": "conv",
+              "std_conv2d": "std_conv", "avg_pool": "avgpool", "max_pool": "maxpool",
+              "blur_pool": "blurpool", "squeeze_excite": "se", "seblock": "se"}
+
+
 def _layer_mapping(setting: str, choice: Any, fail: Any,
                    modules: Mapping[str, Any]) -> dict[str, Any]:
     """A layer choice as an op mapping: `gn` -> {op: gn}, `silu` -> {op: act, fn: silu},
@@ -1057,7 +1064,9 @@ def _layer_mapping(setting: str, choice: Any, fail: Any,
         raise fail(f"{choice!r} is not an op (ops: {', '.join(kinds)}){did_you_mean(choice, kinds)}")
     kind = data.get("op")
     if kind not in SPEC_OPS and kind not in modules:
-        raise fail(f"unknown op {kind!r}{did_you_mean(str(kind), kinds)}")
+        alias = OP_ALIASES.get(str(kind).lower().replace("-", "_"))
+        hint = f"; did you mean {alias!r}?" if alias else did_you_mean(str(kind), kinds)
+        raise fail(f"unknown op {kind!r}{hint}")
     for key in ("name", "when"):
         if key in data:
             raise fail(f"a layer choice takes no {key!r}: it is the replaced op's")

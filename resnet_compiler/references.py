@@ -80,6 +80,10 @@ def reference_problems(doc: Document) -> tuple[list[Problem], set[Path]]:
 
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     _check_shortcut(defaults.get("shortcut"), ("defaults", "shortcut"), shortcuts, report)
+    own = data.get("blocks")
+    for name, block in (own.items() if isinstance(own, dict) else ()):
+        if isinstance(block, dict):  # a block's own shortcut, reported at the block's line
+            _check_shortcut(block.get("shortcut"), ("blocks", name, "shortcut"), shortcuts, report)
     used: dict[str, Any] = {}
     stages = data.get("stages") if isinstance(data.get("stages"), list) else []
     for i, stage in enumerate(stages):

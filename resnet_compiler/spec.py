@@ -70,7 +70,7 @@ ParamValue = Union[StrictBool, StrictInt, Annotated[StrictFloat, Field(allow_inf
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class AntiAlias(OpModel):
@@ -86,7 +86,7 @@ class ModuleCall(OpModel):
     expand under this op's name; the other keys set the module's params (values or expressions
     in the caller's scope), checked against the module once it is known."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, defer_build=True)
     op: Identifier
 
 
@@ -224,7 +224,7 @@ class Module(_Model):
 class Stage(BaseModel):
     """`depth` blocks; the first has `stride`. Extra keys set the block's params."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, defer_build=True)
     block: Identifier
     depth: PositiveInt
     channels: PositiveInt
@@ -247,7 +247,7 @@ class Stage(BaseModel):
 class Defaults(BaseModel):
     """Spec-wide settings; extra keys set block params for every stage."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, defer_build=True)
     conv_bias: StrictBool = False
     zero_init_last_bn: StrictBool = False
     shortcut: Identifier | None = None
@@ -534,7 +534,3 @@ def _dedupe_unions(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             out.append(errs[0])
     return out
-
-
-for _model in (Loop, Module, Block, Library, Spec, Head):
-    _model.model_rebuild()

@@ -55,7 +55,10 @@ def check_module_path(value: str) -> str:
         else:
             try:
                 check_identifier(part)
-            except ValueError:
+            except ValueError as e:
+                if "reserved" in str(e):
+                    raise ValueError(f"{value!r}: its part {part!r} is reserved; choose another"
+                                     " name") from None
                 raise ValueError(f"{value!r}: each part of a dotted module path is a name or an"
                                  " index, like 'conv1.0' or 'stem.conv'") from None
     return value
@@ -95,7 +98,7 @@ Offset = Union[NonNegativeInt, ExprText]  # noqa: UP007
 class OpModel(BaseModel):
     """Fields every op in a spec has."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
     name: OpName | None = Field(None, description="Module name in the generated code; in the stem"
                                 " and head, 'group.index' gathers consecutive ops into nn.Sequential.")
     when: ExprText | None = Field(None, description="Include the op only if this is true"
