@@ -36,7 +36,7 @@ from .messages import did_you_mean, format_bytes, format_shape
 from .ops import REGISTRY, SPEC_OPS, Context, OpDef, ShapeError
 from .preprocessing import Preprocessing
 from .references import same_kind
-from .spec import Loop, ModuleCall
+from .spec import PRE_LOGITS, Loop, ModuleCall
 from .templates import (
     BlockInstance,
     BlockTemplate,
@@ -316,12 +316,17 @@ class _Expander:
         self.top_names.add(name)
         return name
 
-    def top_level_ops(self, ops: list[Any], x: str, section: Origin) -> tuple[str, list[TopOp]]:
-        """Stem or head ops, each a top-level module (or a member of a `group.index` run)."""
+    def top_level_ops(self, ops: list[Any], x: str, section: Origin,
+                      positions: list[int] | None = None) -> tuple[str, list[TopOp]]:
+        """Stem or head ops, each a top-level module (or a member of a `group.index` run). In
+        the head, `num_classes` is a name (kept as the model's argument in the code)."""
         names = self.names_for(ops, self.top_names)
         out = []
+        env: dict[str, Value] = {}
+        if section[0] == "head" and self.spec.num_classes is not None:
+            env["num_classes"] = self.spec.num_classes
         for i, (op, name) in enumerate(zip(ops, names, strict=True)):
-            origin = (*section, i)
+            origin = (*section, positions[i] if positions else i)
             for key in ("when", "input"):
                 if getattr(op, key) is not None:
                     raise self.error((*origin, key), f"{key!r} is only meaningful inside a block")
@@ -331,13 +336,15 @@ class _Expander:
                 continue
             t = self.op_template(concrete, name)
             in_channels = self.shape_of(x)[0]
-            values = self.evaluate(t, {"in_channels": in_channels},
+            values = self.evaluate(t, {"in_channels": in_channels, **env},
                                    lambda key, msg, o=origin: self.error((*o, key), msg))
             data = self.make_node(t, values, [self.shape_of(x)], name, origin)
             if data is None:
                 continue
             x = self.add(name, data, [x])
-            code = {k: (str(values[k]) if k in t.exprs else v) for k, v in t.sources.items()}
+            code = {k: (t.exprs[k].source if k in t.exprs and t.exprs[k].names == {"num_classes"}
+                        else str(values[k]) if k in t.exprs else v)
+                    for k, v in t.sources.items()}
             out.append(TopOp(name, t.kind, code, in_channels))
         return x, out
 
@@ -379,7 +386,7 @@ class _Expander:
             if stage.block != kind:
                 continue
             flags = {k: v for k, v in self.stage_params(si, block).items()
-                     if isinstance(v, bool)}
+                     if isinstance(v, bool)}  # a list of flags varies: it stays an argument
             found = flags if found is None else {k: v for k, v in found.items()
                                                  if flags.get(k) is v}
         return found or {}
@@ -688,11 +695,38 @@ class _Expander:
         for si, (stage, geometry) in enumerate(zip(spec.stages, self.stage_geometry(), strict=True)):
             x = self.stage(si, stage, x, geometry, first_block)
             first_block += stage.depth
-        has_head = spec.head != "none"
-        x, head = self.top_level_ops(spec.head.pre if has_head else [], x, ("head", "pre"))
-        self.layout.head = head + (self.head(x) if has_head else [])
-        self.outputs = self.feature_outputs(len(head))
+        if isinstance(spec.head, list):
+            pre_ops = self.list_head(spec.head, x)
+        else:
+            has_head = spec.head != "none"
+            x, head = self.top_level_ops(spec.head.pre if has_head else [], x, ("head", "pre"))
+            self.layout.head = head + (self.head(x) if has_head else [])
+            pre_ops = len(head)
+        self.outputs = self.feature_outputs(pre_ops)
         return self.finish()
+
+    def list_head(self, items: list[Any], x: str) -> int:
+        """A head written as ops: they run in order and must end in the classifier's
+        num_classes outputs; `pre_logits` marks where forward_head(pre_logits=True) returns
+        (before the last op when left out). Returns how many ops come before the global pool."""
+        positions = [i for i, item in enumerate(items) if item != PRE_LOGITS]
+        ops = [items[i] for i in positions]
+        x, head = self.top_level_ops(ops, x, ("head",), positions)
+        self.layout.head = head
+        shape = self.shape_of(x)
+        if shape != (self.spec.num_classes,):
+            raise self.error(("head",), f"the head ends in {format_shape(shape)}; it must end in"
+                             f" the classifier's {self.spec.num_classes} outputs (num_classes), or"
+                             " write head: none and list the feature maps under outputs:")
+        if PRE_LOGITS in items:
+            before = {ops[k].name or "" for k, i in enumerate(positions)
+                      if i < items.index(PRE_LOGITS)}
+            kept = [k for k, top in enumerate(head) if top.node_id in before]
+            self.layout.pre_logits = kept[-1] + 1 if kept else 0
+        else:
+            self.layout.pre_logits = len(head) - 1
+        roles = [REGISTRY[top.kind].role for top in head]
+        return roles.index("global_pool") if "global_pool" in roles else len(head)
 
     def layer_choices(self, stage: Any, origin: Origin) -> dict[str, Any]:
         """Which op replaces bn, relu, conv and fills the anti_alias slot in this stage."""
@@ -759,11 +793,12 @@ class _Expander:
                 "drop_path_rate": rate * index / (total - 1) if total > 1 else 0.0,
                 "aa": "anti_alias" in layers, "attn": "se" in layers}
             in_channels = self.shape_of(x)[0]
-            x = self.instantiate(t, x, stage.channels, stride, params, position, block_id,
-                                 origin)
+            channels = stage.channels[j] if isinstance(stage.channels, list) else stage.channels
+            own = {k: (v[j] if isinstance(v, list) else v) for k, v in params.items()}
+            x = self.instantiate(t, x, channels, stride, own, position, block_id, origin)
             used = {k: position[k] for k in t.position}
             instances.append(BlockInstance(block_id, t.class_name, in_channels,
-                                           stage.channels, stride, params, used))
+                                           channels, stride, own, used))
         self.layout.stages.append(StageLayout(name, tuple(instances)))
         return x
 

@@ -110,6 +110,16 @@ def reference_problems(doc: Document) -> tuple[list[Problem], set[Path]]:
                 close = did_you_mean(key, missing)
                 if close:
                     meant.add((*path, close.split("'")[1]))
+            elif isinstance(value, list):  # one value per block of the stage
+                depth = stage.get("depth")
+                if isinstance(depth, int) and len(value) != depth:
+                    report((*path, key), f"gives {len(value)} values for the stage's {depth}"
+                           " blocks; give one per block (or a single value)")
+                for v in value:
+                    if not same_kind(params[key], v):
+                        report((*path, key), f"must be {_kind(params[key])} like the default"
+                               f" {params[key]!r}, got {v!r}")
+                        break
             elif not same_kind(params[key], value):
                 report((*path, key), f"must be {_kind(params[key])} like the default"
                        f" {params[key]!r}, got {value!r}")

@@ -222,12 +222,14 @@ class Module(_Model):
 
 
 class Stage(BaseModel):
-    """`depth` blocks; the first has `stride`. Extra keys set the block's params."""
+    """`depth` blocks; the first has `stride`. Extra keys set the block's params; `channels` and
+    a param may be a list with one value per block."""
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True, defer_build=True)
     block: Identifier
     depth: PositiveInt
-    channels: PositiveInt
+    channels: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1)] = Field(
+        description="The blocks' width, or one width per block (timm's pruned models).")
     stride: PositiveInt = 1
     name: ModulePath | None = Field(None, description="Module path of the stage's blocks: layer1,"
                                     " layer2, ... by default; timm's ResNetV2 names stages.0.blocks.")
@@ -242,6 +244,13 @@ class Stage(BaseModel):
     act: LayerChoice | None = Field(None, description="This stage's activation.")
     aa: LayerChoice | None = Field(None, description="This stage's anti-aliasing layer.")
     attn: LayerChoice | None = Field(None, description="This stage's attention (see defaults.attn).")
+
+    @model_validator(mode="after")
+    def _one_width_per_block(self) -> Stage:
+        if isinstance(self.channels, list) and len(self.channels) != self.depth:
+            raise ValueError(f"channels gives {len(self.channels)} widths for {self.depth}"
+                             " blocks; give one per block (or a single width)")
+        return self
 
 
 class Defaults(BaseModel):
@@ -277,15 +286,29 @@ class Head(_Model):
                                     " head.drop, head.fc, head.flatten).")
 
 
+PRE_LOGITS = "pre_logits"  # in a head list: where forward_head(pre_logits=True) stops
+HeadItem = Union[Op, Literal["pre_logits"]]  # noqa: UP007
+
+
 def _head_or_none(value: Any) -> Any:
-    if not isinstance(value, (dict, Head)) and value != "none":
-        raise ValueError(f"head is a mapping like {{pool: avg}}, or none; got {value!r}")
+    if not isinstance(value, (dict, Head, list)) and value != "none":
+        raise ValueError(f"head is a mapping like {{pool: avg}}, a list of ops, or none; got"
+                         f" {value!r}")
+    if isinstance(value, list) and value.count(PRE_LOGITS) > 1:
+        raise ValueError("a head list marks pre_logits once")
     return value
 
 
+def _head_tag(value: Any) -> str:
+    if value == "none":
+        return "literal['none']"
+    return "list" if isinstance(value, list) else "Head"
+
+
 HeadChoice = Annotated[
-    Union[Annotated[Head, Tag("Head")], Annotated[Literal["none"], Tag("literal['none']")]],  # noqa: UP007
-    Discriminator(lambda v: "literal['none']" if v == "none" else "Head"),
+    Union[Annotated[Head, Tag("Head")], Annotated[Literal["none"], Tag("literal['none']")],  # noqa: UP007
+          Annotated[Annotated[list[HeadItem], Field(min_length=1)], Tag("list")]],
+    Discriminator(_head_tag),
     BeforeValidator(_head_or_none)]
 
 
@@ -309,7 +332,9 @@ class Spec(Library):
     stem: list[Op] = Field(default_factory=list)
     stages: Annotated[list[Stage], Field(min_length=1)]
     head: HeadChoice = Field(
-        Head(), description="Pooling and classifier, or none: the network ends at its last feature map.")
+        Head(), description="Pooling and classifier ({pool: avg}); a list of ops like the stem (a"
+        " final conv, norm, global_pool, flatten, dropout, linear; `pre_logits` marks where"
+        " forward_head(pre_logits=True) stops); or none: the network ends at its last feature map.")
     outputs: Annotated[list[ModulePath], Field(min_length=1, max_length=64)] | None = Field(
         None, description="Feature maps the model returns, in order: stage names (layer1), block ids"
         " (layer2.1), or stem and head.pre op names; the logits follow when a head remains.")
@@ -406,7 +431,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 REQUIRED = "required_here"  # error type of a key that the spec's other keys make required
-_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]", "Head", "literal['none']",
+_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]", "Head", "literal['none']", "list",
                            MODULE_TAG, LOOP_TAG})
 
 

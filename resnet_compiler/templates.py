@@ -134,3 +134,4 @@ class Layout:
     stages: list[StageLayout] = field(default_factory=list)
     head: list[TopOp] = field(default_factory=list)
     zero_init_last_norm: bool = False
+    pre_logits: int | None = None  # a head list: how many head ops forward_head(pre_logits) runs

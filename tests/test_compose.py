@@ -199,3 +199,84 @@ def test_the_attention_choice_fills_every_block(attn: str) -> None:
     theirs = timm.create_model("resnet18", block_args=dict(attn_layer=attn))
     assert net.total_params == sum(p.numel() for p in theirs.parameters())
     net.build_torch().load_state_dict(theirs.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"defaults": {"norm": {"op": "group_norm"}}},
+     "defaults.norm: unknown op 'group_norm'; did you mean 'gn'?"),
+    ({"blocks": {"mine": {"out_channels": "channels", "shortcut": "conv_bm",
+                          "branch": [{"op": "conv", "name": "conv1", "channels": "channels",
+                                      "kernel": 3}]}}},
+     "blocks.mine.shortcut: unknown shortcut 'conv_bm'"),
+    ({"blocks": {"mine": {"out_channels": "channels",
+                          "branch": [{"op": "conv", "name": "conv1.x", "channels": "channels",
+                                      "kernel": 3}]}}},
+     "'conv1.x': its part 'x' is reserved"),
+])
+def test_rough_edges_are_one_line_errors_at_their_own_key(change: dict[str, Any],
+                                                          message: str) -> None:
+    spec = {"name": "rough", "input": {"channels": 3, "height": 8, "width": 8}, "num_classes": 3,
+            "blocks": {"mine": {"out_channels": "channels", "branch": [
+                {"op": "conv", "name": "conv1", "channels": "channels", "kernel": 3}]}},
+            "stages": [{"block": "mine", "depth": 1, "channels": 3}], **change}
+    with pytest.raises(SpecError) as e:
+        rc.compile(spec)
+    assert message in str(e.value)
+
+
+def test_debug_prints_the_one_line_error_after_the_traceback(tmp_path: Any) -> None:
+    from support import run_cli
+    spec = tmp_path / "s.yaml"
+    spec.write_text((ROOT / "spec" / "resnet18.yaml").read_text().replace(
+        "op: maxpool", "op: maxpoool"))
+    plain = run_cli(spec, "--check")
+    debug = run_cli(spec, "--check", "--debug")
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" in debug.stderr and "Traceback" not in plain.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+
+
+REGNETZ_LIST_HEAD = [
+    {"op": "conv", "name": "final_conv.conv", "channels": 1024, "kernel": 1},
+    {"op": "bn", "name": "final_conv.bn"},
+    {"op": "relu", "name": "final_conv.act"},
+    {"op": "global_pool", "name": "head.global_pool", "mode": "avg"},
+    {"op": "flatten", "name": "head.flatten"},
+    {"op": "dropout", "name": "head.drop", "p": 0.2},
+    "pre_logits",
+    {"op": "linear", "name": "head.fc"},
+]
+
+
+def test_a_head_written_as_ops_equals_timms_head_and_pre_logits() -> None:
+    spec = yaml.safe_load((ROOT / "spec" / "zoo" / "regnetz_005.yaml").read_text())
+    spec["head"] = REGNETZ_LIST_HEAD
+    net = rc.compile(spec)
+    theirs = timm.create_model("regnetz_005", drop_rate=0.2).eval()
+    ours = net.build_torch().eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert isinstance(ours.head.drop, torch.nn.Dropout) and ours.head.drop.p == 0.2
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+        mine = ours.forward_head(ours.forward_features(x), pre_logits=True)
+        peer = theirs.forward_head(theirs.forward_features(x), pre_logits=True)
+        assert mine.shape == (1, 1024) and torch.allclose(mine, peer, atol=1e-5)
+    assert "nn.Linear(1024, num_classes)" in net.to_torch_source()
+
+
+def test_a_head_without_a_classifier_is_refused() -> None:
+    spec = yaml.safe_load((ROOT / "spec" / "zoo" / "regnetz_005.yaml").read_text())
+    spec["head"] = REGNETZ_LIST_HEAD[:4]
+    with pytest.raises(SpecError, match="must end in the classifier's 1000 outputs"):
+        rc.compile(spec)
+
+
+def test_a_stage_gives_one_width_per_block() -> None:
+    spec = yaml.safe_load((ROOT / "spec" / "resnet50.yaml").read_text())
+    spec["stages"][1].update(channels=[128, 120, 112, 128], base_width=[64, 64, 32, 64])
+    model = rc.compile(spec).build_torch()
+    assert [b.conv2.out_channels for b in model.layer2] == [128, 120, 56, 128]
+    spec["stages"][1]["channels"] = [128, 120]
+    with pytest.raises(SpecError, match="channels gives 2 widths for 4 blocks"):
+        rc.compile(spec)

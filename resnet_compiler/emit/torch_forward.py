@@ -10,6 +10,7 @@ from typing import Any
 
 import networkx as nx
 
+from ..ops import REGISTRY
 from ..templates import Layout
 from .torch import INDENT, Entry, _indented, _tree
 
@@ -101,7 +102,11 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
     stages = {s.name: len(s.blocks) for s in layout.stages}
     head = entries[head_from:]
     kinds = [top.kind for top in layout.head[len(layout.head) - len(head):]]
-    classifier = max((i for i, k in enumerate(kinds) if k in ("linear", "conv")), default=len(head))
+    if layout.pre_logits is not None:  # a head list says where pre_logits stops
+        classifier = layout.pre_logits - (len(layout.head) - len(head))
+    else:
+        classifier = max((i for i, k in enumerate(kinds) if k in ("linear", "conv")),
+                         default=len(head))
     features = {path for path, _ in entries[:head_from]}
     pooling = {path for path, _ in head[:classifier]}
     tail = {path for path, _ in head[classifier:]}
@@ -110,7 +115,8 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
              INDENT + '"""The last feature map, before pooling (as in timm)."""',
              *_indented(_calls(tree, features, {}, stages), 1), f"{INDENT}return x", ""]
     if head:
-        flat = "x.flatten(1)" if kinds[classifier:classifier + 1] == ["conv"] else "x"
+        flat = "x.flatten(1)" if kinds[classifier:classifier + 1] == ["conv"] and \
+        layout.pre_logits is None else "x"
         lines += [f"def forward_head(self, x: {t}, pre_logits: bool = False) -> {t}:",
                   f'{INDENT}"""Pooling and classifier; pre_logits: the pooled features alone."""',
                   *_indented(_calls(tree, pooling, {}, stages), 1), f"{INDENT}if pre_logits:",
@@ -161,8 +167,8 @@ def ends(gg: dict[str, Any]) -> str:
 
 def head_size(layout: Layout) -> int:
     """How many head entries follow the feature map (pre ops excluded): from the global pool on."""
-    kinds = [top.kind for top in layout.head]
-    return len(kinds) - kinds.index("global_pool") if "global_pool" in kinds else 0
+    roles = [REGISTRY[top.kind].role for top in layout.head]
+    return len(roles) - roles.index("global_pool") if "global_pool" in roles else 0
 
 
 __all__ = ["ends", "feature_info", "forward_methods", "head_size", "keep_inputs", "reductions"]

@@ -170,10 +170,19 @@ class AvgPoolOp(_WindowPool):
                      count_include_pad=int(attrs["count_include_pad"]), **self._onnx_attrs(attrs))
 
 
+class GlobalPool(OpModel):
+    """Global pooling to 1x1 (in a head list: where forward_head begins)."""
+
+    op: Literal["global_pool"]
+    mode: Literal["avg", "max"] = "avg"
+
+
 class GlobalPoolOp(OpDef):
     """The head's global pooling (`head.pool: avg | max`) to 1x1."""
 
     kind = "global_pool"
+    model = GlobalPool
+    role = "global_pool"
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         return (inputs[0][0], 1, 1)

@@ -1,5 +1,6 @@
-"""Ops the compiler places itself: the network input, and the head's flatten, dropout and
-classifier (and pad, for timm's same-padding)."""
+"""The network input (placed by the compiler), the head's flatten, dropout and classifier
+(placed by the compiler for `head: {pool: ...}`, written by a head list), and pad (timm's
+same-padding)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from .base import (
     OpModel,
     Shape,
     ShapeError,
+    Size,
+    text,
     uniform_fan_in,
 )
 
@@ -41,8 +44,29 @@ class InputOp(OpDef):
         return b.input_name
 
 
+class Flatten(OpModel):
+    """Flatten the feature map to a vector (after the global pool, before a linear)."""
+
+    op: Literal["flatten"]
+
+
+class Dropout(OpModel):
+    """Dropout (training only; the identity at inference and in ONNX)."""
+
+    op: Literal["dropout"]
+    p: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+
+
+class Linear(OpModel):
+    """A fully connected layer on a vector; `out_features` defaults to the spec's num_classes."""
+
+    op: Literal["linear"]
+    out_features: Size = "num_classes"
+
+
 class FlattenOp(OpDef):
     kind = "flatten"
+    model = Flatten
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         return (math.prod(inputs[0]),)
@@ -61,13 +85,18 @@ class DropoutOp(OpDef):
     """Dropout before the classifier: active in training, the identity at inference."""
 
     kind = "dropout"
+    model = Dropout
     onnx_passthrough = True
+    reals = {"p": (0.0, 1.0)}
+
+    def is_identity(self, attrs: Attrs) -> bool:
+        return attrs.get("p", 0.0) == 0
 
     def acts(self, attrs: Attrs, out: Shape) -> int:
         return 0  # nothing at inference
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
-        return f"nn.Dropout(p={src['p']!r})"
+        return f"nn.Dropout(p={text(src['p'])})"
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         return inputs[0]
@@ -77,6 +106,18 @@ class LinearOp(OpDef):
     """The classifier: `nn.Linear`, ONNX `Gemm`."""
 
     kind = "linear"
+    model = Linear
+    role = "classifier"
+    sizes = {"out_features": 1}
+
+    def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
+        if "in_features" in values:  # placed by the compiler's own head
+            return dict(values)
+        if len(inputs[0]) != 1:
+            raise ShapeError(f"linear needs a vector, got {format_shape(inputs[0])} (flatten"
+                             " the pooled map first)")
+        return {"in_features": inputs[0][0], "out_features": values["out_features"],
+                "bias": True}
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         if inputs[0] != (attrs["in_features"],):
