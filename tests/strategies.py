@@ -19,7 +19,8 @@ BUILTIN_BLOCKS = ("basic", "bottleneck", "resnext", "preact_basic", "preact_bott
 USER_BLOCK = "twin"
 USER_SHORTCUT = "pool_proj"
 MESH_BLOCK = "mesh"  # a random small graph of the multi-path ops, drawn per spec
-BLOCKS = (*BUILTIN_BLOCKS, USER_BLOCK, MESH_BLOCK)
+COMPOSED_BLOCK = "composed"  # a block calling a module with a loop, drawn per spec
+BLOCKS = (*BUILTIN_BLOCKS, USER_BLOCK, MESH_BLOCK, COMPOSED_BLOCK)
 SHORTCUTS = ("conv_bn", "conv", "avgpool_conv_bn", "conv_only", USER_SHORTCUT)
 STEMS = ("imagenet", "small", "deep", "none")
 NORMS = ("bn", "frozen_bn", {"op": "gn", "groups": 1}, {"op": "gn", "channels_per_group": 1})
@@ -153,6 +154,57 @@ def multipath_block(draw: st.DrawFn) -> dict[str, Any]:
             "post": [{"op": "relu", "name": "out_act"}]}
 
 
+@st.composite
+def composed_block(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A module with a loop over `paths` (each copy a conv of its own dilation, then a fan-in
+    by add or concat), and a block that calls it: with the residual implied (`branch:`) or
+    written out (`ops:`: a conv named downsample, or no residual where the shape changes), and a
+    conditional add of an earlier value whose inputs come in either order."""
+    fan_in = draw(st.sampled_from(["add", "concat"]))
+    module_ops: list[dict[str, Any]] = [
+        {"repeat": "paths", "ops": [
+            {"op": "conv", "name": "convs", "input": "x", "channels": "in_channels",
+             "kernel": "k", "dilation": "i + 1"},
+            {"op": "act", "name": "acts", "fn": "relu"}]},
+        {"op": fan_in, "name": "joined", "input": "acts[*]"}]
+    if fan_in == "concat":
+        module_ops.append({"op": "conv", "name": "proj", "channels": "in_channels", "kernel": 1})
+    if draw(st.booleans()):  # a gate on the fan-in, as the attention modules have
+        module_ops += [{"op": "reduce", "name": "pooled", "mode": "mean"},
+                       {"op": "act", "name": "gate", "fn": "sigmoid"},
+                       {"op": "mul", "name": "gated",
+                        "input": ["proj" if fan_in == "concat" else "joined", "gate"]}]
+    module = {"class_name": "PathsMix", "params": {"paths": 2, "k": 3}, "ops": module_ops}
+    inner = ["act1", "bn2"] if draw(st.booleans()) else ["bn2", "act1"]
+    ops: list[dict[str, Any]] = [
+        {"op": "conv", "name": "conv1", "channels": "channels", "kernel": 3, "stride": "stride"},
+        {"op": "bn", "name": "bn1"},
+        {"op": "relu", "name": "act1"},
+        {"op": "paths_mix", "name": "mix", "paths": "paths", "k": draw(st.sampled_from([1, 3]))},
+        {"op": "bn", "name": "bn2"},
+        {"op": "add", "name": "inner_sum", "input": inner,
+         "when": draw(st.sampled_from(["block_index < 1", "block_index > 0", "True"]))},
+    ]
+    block: dict[str, Any] = {"class_name": "ComposedBlock", "params": {"paths": 2},
+                             "out_channels": "channels"}
+    form = draw(st.sampled_from(["branch", "downsample", "no_residual"]))
+    if form == "branch":
+        block.update(branch=ops, post=[{"op": "relu", "name": "out_act"}])
+    elif form == "downsample":
+        block["ops"] = [*ops,
+                        {"op": "conv", "name": "downsample", "input": "x",
+                         "channels": "out_channels", "kernel": 1, "stride": "stride",
+                         "when": "stride != 1 or in_channels != out_channels"},
+                        {"op": "add", "name": "add", "input": ["inner_sum", "downsample"]},
+                        {"op": "relu", "name": "out_act"}]
+    else:
+        block["ops"] = [*ops,
+                        {"op": "add", "name": "add", "input": ["inner_sum", "x"],
+                         "when": "stride == 1 and in_channels == out_channels"},
+                        {"op": "relu", "name": "out_act"}]
+    return {"paths_mix": module}, block
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -162,6 +214,10 @@ def block_params(draw: st.DrawFn, block: str, channels: int) -> dict[str, Any]:
     """Per-stage overrides of a block's params that keep the block well-formed."""
     out: dict[str, Any] = {}
     if block == MESH_BLOCK:
+        return out
+    if block == COMPOSED_BLOCK:
+        if draw(st.booleans()):
+            out["paths"] = draw(st.integers(1, 3))
         return out
     if draw(st.booleans()):
         out["se"] = draw(st.booleans())
@@ -264,6 +320,15 @@ def valid_specs(draw: st.DrawFn, max_side: int = 300, max_stages: int = 4) -> di
         spec.update(copy.deepcopy(USER_LIBRARY))
     if any(stage["block"] == MESH_BLOCK for stage in stages):
         spec.setdefault("blocks", {})[MESH_BLOCK] = draw(multipath_block())
+    if any(stage["block"] == COMPOSED_BLOCK for stage in stages):
+        modules, composed = draw(composed_block())
+        spec["modules"] = modules
+        spec.setdefault("blocks", {})[COMPOSED_BLOCK] = composed
+    if draw(st.integers(0, 6)) == 0:  # a built-in module in every block's attention slot
+        defaults["attn"] = "cbam"
+    if not any(stage["block"] in (*BUILTIN_BLOCKS, USER_BLOCK) for stage in stages) and any(
+            stage["block"] == COMPOSED_BLOCK for stage in stages):
+        defaults.pop("se", None)  # no block in use takes it (the composed block has params)
     spec["stages"] = stages
     even = all(side % 64 == 0 for side in (h, w)) and all(st_.get("stride", 1) <= 2
                                                           for st_ in stages)
@@ -272,9 +337,19 @@ def valid_specs(draw: st.DrawFn, max_side: int = 300, max_stages: int = 4) -> di
     if defaults:
         spec["defaults"] = defaults
 
+    pre = [{"op": "bn", "name": "norm"}, {"op": "relu", "name": "act"}] if preact else []
+    if draw(st.integers(0, 3)) == 0:  # the head as a list of ops
+        spec["head"] = [*pre, {"op": "global_pool", "name": "head.global_pool",
+                               "mode": draw(st.sampled_from(["avg", "max"]))},
+                        {"op": "flatten", "name": "head.flatten"},
+                        *([{"op": "dropout", "name": "head.drop", "p": 0.25}]
+                          if draw(st.booleans()) else []),
+                        *(["pre_logits"] if draw(st.booleans()) else []),
+                        {"op": "linear", "name": "head.fc"}]
+        return spec
     head: dict[str, Any] = {}
-    if preact:  # pre-activation nets end with BN-ReLU before pooling
-        head["pre"] = [{"op": "bn", "name": "norm"}, {"op": "relu", "name": "act"}]
+    if pre:  # pre-activation nets end with BN-ReLU before pooling
+        head["pre"] = pre
     if draw(st.booleans()):
         head["pool"] = draw(st.sampled_from(["avg", "max"]))
     if draw(st.integers(0, 3)) == 0:

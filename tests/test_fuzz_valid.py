@@ -36,9 +36,11 @@ def _check_graph(net: rc.CompiledNetwork) -> None:
     assert nx.is_directed_acyclic_graph(g)
     assert g.nodes[g.graph["output"]]["shape"] == (g.graph["num_classes"],)
     assert net.total_params == sum(d["params"] for _, d in g.nodes(data=True))
+    implied = {b.id for stage in net.layout.stages for b in stage.blocks
+               if net.layout.classes[b.class_name].residual}  # blocks whose add is implied
     for node, data in g.nodes(data=True):
         assert all(isinstance(s, int) and s >= 1 for s in data["shape"]), (node, data["shape"])
-        if data["op"] == "add" and node.endswith(".add"):
+        if data["op"] == "add" and node.endswith(".add") and node[:-4] in implied:
             roles = sorted(d["role"] for _, _, d in g.in_edges(node, data=True))
             assert roles == ["branch", "shortcut"]
 
