@@ -18,7 +18,6 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
-from . import __version__
 from .block_graph import (
     BLOCK_INPUT,
     EXPLICIT_RESERVED,
@@ -38,6 +37,7 @@ from .preprocessing import Preprocessing
 from .references import same_kind
 from .spec import PRE_LOGITS, Loop, ModuleCall
 from .templates import (
+    POSITION_DEFAULTS,
     BlockInstance,
     BlockTemplate,
     Item,
@@ -48,6 +48,7 @@ from .templates import (
     StageLayout,
     TopOp,
 )
+from .version import __version__
 
 # Expansion is linear in the number of blocks; the deepest published ResNets have a few hundred.
 # The limit keeps a short spec with `depth: 1000000000` from hanging the compiler.
@@ -1068,10 +1069,6 @@ LAYER_SETTINGS = {"norm": "bn", "act": "relu", "conv": "conv", "aa": "anti_alias
 # What the short names of anti-aliasing layers stand for (timm's aa_layer='avg' / 'blur').
 AA_LAYERS = {"avg": {"op": "avgpool", "kernel": "stride", "stride": "stride"},
              "blur": {"op": "blurpool", "stride": "stride"}}
-POSITION_DEFAULTS: dict[str, Value] = {
-    "block_index": 0, "stage_index": 0, "stage_blocks": 1, "global_block_index": 0,
-    "total_blocks": 1, "dilation": 1, "first_dilation": 1, "drop_path_rate": 0.0, "aa": False,
-    "attn": False}
 
 
 # What users of torch and timm call the ops (for did-you-mean where spelling is no guide).

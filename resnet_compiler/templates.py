@@ -13,6 +13,13 @@ from typing import Any, Union
 
 from .expr import Expr, Value
 
+# Where a block stands, as its expressions see it, and the values a class's constructor takes by
+# default for them.
+POSITION_DEFAULTS: dict[str, Value] = {
+    "block_index": 0, "stage_index": 0, "stage_blocks": 1, "global_block_index": 0,
+    "total_blocks": 1, "dilation": 1, "first_dilation": 1, "drop_path_rate": 0.0, "aa": False,
+    "attn": False}
+
 
 @dataclass(frozen=True)
 class OpTemplate:

@@ -24,11 +24,17 @@ from ..block_graph import RESIDUAL
 from ..expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
 from ..ops import REGISTRY
 from ..preprocessing import Preprocessing
-from ..templates import BlockTemplate, Layout, OpTemplate, TopOp, flat_ops
+from ..templates import (
+    POSITION_DEFAULTS,
+    BlockTemplate,
+    Layout,
+    OpTemplate,
+    TopOp,
+    flat_ops,
+)
+from .code import INDENT, Entry, group_modules, indented, tree
 from .pyformat import WIDTH, format_lines
 from .torch_body import Body, code_of, module_class, module_expr, simplify
-
-INDENT = "    "
 
 
 def _lines(lines: Iterable[str]) -> str:
@@ -42,10 +48,6 @@ def _docstring(text: str, indent: str) -> list[str]:
         return [one]
     body = textwrap.wrap(text, WIDTH - len(indent) - 3)
     return [f'{indent}"""{body[0]}', *[indent + b for b in body[1:]], f'{indent}"""']
-
-
-def _indented(lines: Iterable[str], depth: int = 2) -> list[str]:
-    return [f"{INDENT * depth}{line}" if line else "" for line in lines]
 
 
 # ---- block classes -------------------------------------------------------------------------------
@@ -72,8 +74,6 @@ def _used_names(t: BlockTemplate) -> set[str]:
 def constructor_params(t: BlockTemplate) -> dict[str, Any]:
     """Block params and position values (block_index, dilation, ...) that become keyword
     arguments of the class, with their defaults."""
-    from ..expand import POSITION_DEFAULTS
-
     used = _used_names(t)
     out = {k: v for k, v in t.params.items() if k in used}
     out.update({k: POSITION_DEFAULTS[k] for k in t.position if k in used})
@@ -91,52 +91,10 @@ def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, Body]:
     v.forward.append("@residual")
     v.emit(t.post)
     projection_in = v.channels[t.projection_from] if t.projection_from else "in_channels"
-    groups = _group_modules(v.groups)
+    groups = group_modules(v.groups)
     init = [line for item in v.init
             for line in (groups[item[7:]] if item.startswith("@group:") else [item])]
     return init, v.forward, projection_in, v
-
-
-def _group_modules(modules: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
-    """Modules with dotted paths as nested containers, per top-level name: nn.ModuleList where
-    the keys are 0, 1, ..., nn.ModuleDict otherwise (holders, not run in sequence)."""
-    grouped: dict[str, list[tuple[str, list[str]]]] = {}
-    for path, body in modules:
-        top, _, rest = path.partition(".")
-        grouped.setdefault(top, []).append((rest, body))
-    out = {}
-    for top, children in grouped.items():
-        body = _holder(_nest(children))
-        out[top] = [f"self.{top} = {body[0]}", *body[1:]]
-    return out
-
-
-def _nest(entries: list[tuple[str, list[str]]]) -> list[tuple[str, Any]]:
-    root: list[tuple[str, Any]] = []
-    index: dict[tuple[str, ...], list[tuple[str, Any]]] = {(): root}
-    for path, lines in entries:
-        *containers, leaf = path.split(".")
-        level, key = root, ()
-        for part in containers:
-            key = (*key, part)
-            if key not in index:
-                index[key] = []
-                level.append((part, index[key]))
-            level = index[key]
-        level.append((leaf, lines))
-    return root
-
-
-def _holder(children: list[tuple[str, Any]]) -> list[str]:
-    numbered = all(key.isdigit() for key, _ in children)
-    order = sorted(children, key=lambda c: int(c[0])) if numbered else children
-    lines = ["nn.ModuleList([" if numbered else "nn.ModuleDict({"]
-    for key, child in order:
-        body = child if isinstance(child[0], str) else _holder(child)
-        head = "" if numbered else f'"{key}": '
-        lines += [f"{INDENT}{head}{body[0]}", *(INDENT + b for b in body[1:])]
-        lines[-1] += ","
-    return [*lines, "])" if numbered else "})"]
 
 
 def _projection(t: BlockTemplate, ch: str) -> list[str]:
@@ -180,8 +138,8 @@ def _block_class(t: BlockTemplate) -> str:
     forward.append(f"return {values.holder[last]}")
     lines = [f"class {t.class_name}(nn.Module):",
              *_docstring(f"The {t.kind!r} block: {_describe(t)}.", INDENT), "",
-             f"{INDENT}def __init__({', '.join(signature)}) -> None:", *_indented(init), "",
-             f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:", *_indented(forward)]
+             f"{INDENT}def __init__({', '.join(signature)}) -> None:", *indented(init), "",
+             f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:", *indented(forward)]
     return _lines(lines)
 
 
@@ -238,9 +196,6 @@ def model_class_name(graph: nx.DiGraph, layout: Layout) -> str:
     return _class_name(graph.graph["name"], set(layout.classes))
 
 
-Entry = tuple[str, list[str]]  # a module path and the lines of its constructor expression
-
-
 def _top_entries(ops: list[TopOp], inplace_from: int, keep: frozenset[str] = frozenset()
                  ) -> list[Entry]:
     """Stem or head modules as (path, constructor) entries; ops in `keep` read a tensor the
@@ -295,27 +250,13 @@ def _container(children: list[tuple[str, Any]]) -> list[str]:
     return [*lines, *([] if numbered else [f"{INDENT})"]), ")"]
 
 
-def _tree(entries: list[Entry]) -> list[tuple[str, Any]]:
-    """Entries nested by their dotted paths, in order (consecutive paths share containers)."""
-    root: list[tuple[str, Any]] = []
-    for path, lines in entries:
-        level = root
-        *containers, leaf = path.split(".")
-        for key in containers:
-            if not level or level[-1][0] != key or isinstance(level[-1][1][0], str):
-                level.append((key, []))
-            level = level[-1][1]
-        level.append((leaf, lines))
-    return root
-
-
 def _model_body(entries: list[Entry]) -> tuple[list[str], list[str], bool]:
     """Constructor and forward lines for the top-level modules, and whether OrderedDict is
     needed."""
     init: list[str] = []
     forward: list[str] = []
     named = False
-    for key, child in _tree(entries):
+    for key, child in tree(entries):
         body = child if isinstance(child[0], str) else _container(child)
         named = named or any("OrderedDict" in line for line in body)
         init += [f"self.{key} = {body[0]}", *body[1:]]
@@ -411,15 +352,15 @@ def emit_torch(graph: nx.DiGraph, layout: Layout) -> str:
         f"class {model_name}(nn.Module):",
         *_docstring(f"{gg['name']}: {c}x{h}x{w} input -> {returns}.", INDENT),
         "",
-        *_indented(feature_info(graph, layout), 1),
+        *indented(feature_info(graph, layout), 1),
         "",
         f"{INDENT}def __init__(self{signature}) -> None:",
-        *_indented(init),
+        *indented(init),
         "",
         f"{INDENT}def _init_weights(self) -> None:",
-        *_indented(_init_weights(graph, layout)),
+        *indented(_init_weights(graph, layout)),
         "",
-        *_indented(forward_methods(graph, layout, entries, head_from), 1),
+        *indented(forward_methods(graph, layout, entries, head_from), 1),
     ]
     parts.append(_lines(model))
     return "\n\n\n".join(parts) + "\n"

@@ -18,9 +18,8 @@ from ..block_graph import BLOCK_INPUT, FAN_IN, RESIDUAL, local_name, parse_ref
 from ..expr import Expr
 from ..ops import REGISTRY
 from ..templates import Item, LoopTemplate, ModuleTemplate, OpTemplate, flat_ops
+from .code import INDENT, group_modules
 from .pyformat import WIDTH
-
-INDENT = "    "
 
 
 def code_of(op: OpTemplate) -> dict[str, Any]:
@@ -429,7 +428,6 @@ def module_signature(t: ModuleTemplate) -> list[str]:
 
 def module_class(t: ModuleTemplate) -> list[str]:
     """The lines of a module's class (wrapped by the caller)."""
-    from .torch import _group_modules
     body = module_body(t)
     used = _module_used(t)
     params = module_signature(t)
@@ -437,7 +435,7 @@ def module_class(t: ModuleTemplate) -> list[str]:
     if params:
         signature += ["*", *(f"{k}: {type(t.params[k]).__name__} = {t.params[k]!r}"
                              for k in params)]
-    groups = _group_modules(body.groups)
+    groups = group_modules(body.groups)
     init = ["super().__init__()"]
     init += [f"{k} = {e.source}" for k, e in t.vars if k in used]
     init += [line for item in body.init

@@ -12,7 +12,7 @@ import networkx as nx
 
 from ..ops import REGISTRY
 from ..templates import Layout
-from .torch import INDENT, Entry, _indented, _tree
+from .code import INDENT, Entry, indented, tree
 
 
 def _leaves(child: Any, path: str) -> set[str]:
@@ -98,7 +98,7 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
                      head_from: int) -> list[str]:
     """forward_features (to the last feature map), forward_head (pool, classifier) and forward
     (both; with `outputs:`, the listed feature maps in order, then the logits if there is a head)."""
-    tree = _tree(entries)
+    modules = tree(entries)
     stages = {s.name: len(s.blocks) for s in layout.stages}
     head = entries[head_from:]
     kinds = [top.kind for top in layout.head[len(layout.head) - len(head):]]
@@ -113,14 +113,14 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
     t = "torch.Tensor"
     lines = [f"def forward_features(self, x: {t}) -> {t}:",
              INDENT + '"""The last feature map, before pooling (as in timm)."""',
-             *_indented(_calls(tree, features, {}, stages), 1), f"{INDENT}return x", ""]
+             *indented(_calls(modules, features, {}, stages), 1), f"{INDENT}return x", ""]
     if head:
         flat = "x.flatten(1)" if kinds[classifier:classifier + 1] == ["conv"] and \
         layout.pre_logits is None else "x"
         lines += [f"def forward_head(self, x: {t}, pre_logits: bool = False) -> {t}:",
                   f'{INDENT}"""Pooling and classifier; pre_logits: the pooled features alone."""',
-                  *_indented(_calls(tree, pooling, {}, stages), 1), f"{INDENT}if pre_logits:",
-                  f"{INDENT * 2}return {flat}", *_indented(_calls(tree, tail, {}, stages), 1),
+                  *indented(_calls(modules, pooling, {}, stages), 1), f"{INDENT}if pre_logits:",
+                  f"{INDENT * 2}return {flat}", *indented(_calls(modules, tail, {}, stages), 1),
                   f"{INDENT}return x", ""]
     else:
         lines += [f"def forward_head(self, x: {t}, pre_logits: bool = False) -> {t}:",
@@ -137,7 +137,7 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
             if name.startswith(stage + "."):
                 path = ".".join(name.split(".")[: stage.count(".") + 2])  # the block
         marks[path] = "features.append(x)"
-    body = _calls(tree, features, marks, stages)
+    body = _calls(modules, features, marks, stages)
     if head:
         body.append("features.append(self.forward_head(x))")
     else:  # nothing after the last listed feature map is needed
@@ -146,7 +146,7 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
     return [*lines, f"def forward(self, x: {t}) -> list[{t}]:",
             f'{INDENT}"""[{returned}]: the feature maps of `outputs:` in order'
             + (', then the logits."""' if head else '."""'),
-            f"{INDENT}features = []", *_indented(body, 1), f"{INDENT}return features"]
+            f"{INDENT}features = []", *indented(body, 1), f"{INDENT}return features"]
 
 
 def keep_inputs(graph: nx.DiGraph, layout: Layout) -> frozenset[str]:

@@ -22,8 +22,9 @@ from ..names import check_identifier
 if TYPE_CHECKING:
     import numpy as np
 
-if TYPE_CHECKING:
-    from ..emit.onnx_builder import OnnxBuilder
+# The ONNX lowerings receive emit/onnx_builder.py's OnnxBuilder (ops do not import it: the
+# emitter depends on the op table, not the other way round).
+OnnxBuilder = Any
 
 Shape = tuple[int, ...]
 Attrs = Mapping[str, Any]

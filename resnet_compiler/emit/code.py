@@ -1,0 +1,71 @@
+"""Shared pieces of the PyTorch emitters: indentation, module paths nested into containers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+INDENT = "    "
+
+
+def indented(lines: Iterable[str], depth: int = 2) -> list[str]:
+    return [f"{INDENT * depth}{line}" if line else "" for line in lines]
+
+
+def group_modules(modules: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """Modules with dotted paths as nested containers, per top-level name: nn.ModuleList where
+    the keys are 0, 1, ..., nn.ModuleDict otherwise (holders, not run in sequence)."""
+    grouped: dict[str, list[tuple[str, list[str]]]] = {}
+    for path, body in modules:
+        top, _, rest = path.partition(".")
+        grouped.setdefault(top, []).append((rest, body))
+    out = {}
+    for top, children in grouped.items():
+        body = holder(nest(children))
+        out[top] = [f"self.{top} = {body[0]}", *body[1:]]
+    return out
+
+
+def nest(entries: list[tuple[str, list[str]]]) -> list[tuple[str, Any]]:
+    root: list[tuple[str, Any]] = []
+    index: dict[tuple[str, ...], list[tuple[str, Any]]] = {(): root}
+    for path, lines in entries:
+        *containers, leaf = path.split(".")
+        level, key = root, ()
+        for part in containers:
+            key = (*key, part)
+            if key not in index:
+                index[key] = []
+                level.append((part, index[key]))
+            level = index[key]
+        level.append((leaf, lines))
+    return root
+
+
+def holder(children: list[tuple[str, Any]]) -> list[str]:
+    numbered = all(key.isdigit() for key, _ in children)
+    order = sorted(children, key=lambda c: int(c[0])) if numbered else children
+    lines = ["nn.ModuleList([" if numbered else "nn.ModuleDict({"]
+    for key, child in order:
+        body = child if isinstance(child[0], str) else holder(child)
+        head = "" if numbered else f'"{key}": '
+        lines += [f"{INDENT}{head}{body[0]}", *(INDENT + b for b in body[1:])]
+        lines[-1] += ","
+    return [*lines, "])" if numbered else "})"]
+
+
+Entry = tuple[str, list[str]]  # a module path and the lines of its constructor expression
+
+
+def tree(entries: list[Entry]) -> list[tuple[str, Any]]:
+    """Entries nested by their dotted paths, in order (consecutive paths share containers)."""
+    root: list[tuple[str, Any]] = []
+    for path, lines in entries:
+        level = root
+        *containers, leaf = path.split(".")
+        for key in containers:
+            if not level or level[-1][0] != key or isinstance(level[-1][1][0], str):
+                level.append((key, []))
+            level = level[-1][1]
+        level.append((leaf, lines))
+    return root
