@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import resnet_compiler as rc
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.weights import init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

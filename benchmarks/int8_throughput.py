@@ -25,8 +25,8 @@ import numpy as np
 import onnxruntime as ort
 
 import resnet_compiler as rc
-from resnet_compiler.quantize import quantize_int8
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.quantize import quantize_int8
+from resnet_compiler.runtime.weights import init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, THREADS = 8, 2

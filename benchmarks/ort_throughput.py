@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 import resnet_compiler as rc
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.weights import init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, THREADS, ROUNDS = 8, 2, 10

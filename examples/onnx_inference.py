@@ -5,7 +5,7 @@
 The network (1x16x16 input, two stages) trains for a few epochs on the CPU with
 `resnet-compile train`'s recipe. The trained weights go into an ONNX file together with the
 preprocessing metadata (input size, resize rule, mean/std) and the class names. onnxruntime then
-classifies the digits test split: each 8x8 image is resized to 16x16 by `resnet_compiler.images`
+classifies the digits test split: each 8x8 image is resized to 16x16 by `resnet_compiler.runtime.images`
 (numpy, with torch's bilinear arithmetic), so its accuracy equals the one training measured in
 torch. `resnet-compile infer MODEL.onnx IMAGE...` does the same for image files.
 """
@@ -20,15 +20,15 @@ from pathlib import Path
 import yaml
 
 import resnet_compiler as rc
-from resnet_compiler.data import load_digits
-from resnet_compiler.images import resize
-from resnet_compiler.infer import (
+from resnet_compiler.runtime.images import resize
+from resnet_compiler.runtime.infer import (
     classify,
     open_session,
     preprocessing_of,
     session_device,
 )
 from resnet_compiler.train import main as train
+from resnet_compiler.train.data import load_digits
 
 SPEC = {
     "name": "digits_resnet",

@@ -121,7 +121,7 @@ def _run_compile(argv: Sequence[str]) -> int:
     if args.check and args.emit and args.output:
         raise UsageError("resnet-compile: -o names one file; give it to --check or to --emit")
     from .compiler import compile as compile_spec
-    from .expand import DEFAULT_MAX_PARAMS, ParamLimitError
+    from .ir.expand import DEFAULT_MAX_PARAMS, ParamLimitError
     try:
         net = compile_spec(args.spec, max_params=args.max_params or DEFAULT_MAX_PARAMS)
     except ParamLimitError as e:
@@ -142,7 +142,7 @@ def _run_compile(argv: Sequence[str]) -> int:
     elif args.emit == "dot":
         _emit_text_or_file(net.to_dot(args.block), args.output)
     elif args.emit == "onnx" and args.quantize:
-        from .quantize import DEFAULT_CALIBRATION_IMAGES, quantize_int8
+        from .runtime.quantize import DEFAULT_CALIBRATION_IMAGES, quantize_int8
         qreport = quantize_int8(net, args.output, weights=args.weights, dataset=args.calibrate,
                                 data_dir=args.data_dir, calibration_images=args.calibration_images
                                 or DEFAULT_CALIBRATION_IMAGES, opset=args.opset,
@@ -156,14 +156,14 @@ def _run_compile(argv: Sequence[str]) -> int:
                     class_names=_trained_class_names(args.weights))
         _wrote(args.output)
     if args.verify:
-        from .verify import verify
+        from .runtime.verify import verify
         report = verify(net, weights=args.weights, batch=args.batch or 2, device=args.device,
                         opset=args.opset, fold_bn=not args.no_fold_bn, dtype=args.dtype,
                         keep_io_types=args.keep_io_types)
         print(report.format())
         checks = []
         if args.sizes:
-            from .verify import verify_sizes
+            from .runtime.verify import verify_sizes
             checks = verify_sizes(net, args.sizes, weights=args.weights, batch=args.batch or 2,
                                   opset=args.opset, fold_bn=not args.no_fold_bn, dtype=args.dtype,
                                   keep_io_types=args.keep_io_types)
@@ -209,7 +209,7 @@ def _run_schema(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     import json
 
-    from .spec import json_schema
+    from .language.spec import json_schema
     _emit_text_or_file(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n", args.output)
     return 0
 
@@ -246,7 +246,7 @@ def _run_bench(argv: Sequence[str]) -> int:
     if args.model.endswith(".onnx") and (args.weights or args.compile):
         raise UsageError("resnet-compile bench: --weights and --compile are for a spec; an ONNX "
                          "file has its weights and runs in onnxruntime only")
-    from .bench import bench, format_table, to_csv, to_json
+    from .runtime.bench import bench, format_table, to_csv, to_json
     rows, info = bench(args.model, args.provider, args.batch, args.threads, args.weights,
                        args.compile, args.runs, args.warmup, args.rounds)
     threads = f"{args.threads} threads" if args.threads else "default threads"
@@ -273,7 +273,7 @@ def _run_infer(argv: Sequence[str]) -> int:
                    help="onnxruntime device (default: auto, CUDA when it works)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
-    from .infer import classify_files, open_session
+    from .runtime.infer import classify_files, open_session
     session = open_session(args.model, args.device)
     for result in classify_files(session, args.images, args.top_k):
         ranked = ", ".join(f"{label} {prob:.4f}" for label, prob in zip(result.labels,

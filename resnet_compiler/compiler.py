@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from .expand import DEFAULT_MAX_PARAMS, build_graph
-from .load import Document, load_file
-from .spec import Spec, validate
-from .templates import Layout
+from .ir.expand import DEFAULT_MAX_PARAMS, build_graph
+from .ir.templates import Layout
+from .language.load import Document, load_file
+from .language.references import validate_spec
+from .language.spec import Spec
 
 if TYPE_CHECKING:
     import torch
@@ -114,11 +115,11 @@ def compile(spec: str | os.PathLike[str] | dict[str, Any] | Spec,  # noqa: A001 
     """Compile a spec file path, a dict, or a Spec; raises SpecError for an invalid spec."""
     if isinstance(spec, Spec):
         doc = Document(spec.model_dump(mode="json"), f"<{spec.name}>")
-        validate(doc)  # the checks of names and params that a Spec built in code has not had
+        validate_spec(doc)  # the checks of names and params that a Spec built in code has not had
         model = spec
     else:
         doc = load_file(spec) if isinstance(spec, (str, os.PathLike, Path)) else Document(spec, "<dict>")
-        model = validate(doc)
+        model = validate_spec(doc)
     graph, layout = build_graph(model, doc, max_params)
     return CompiledNetwork(model, graph, layout)
 

@@ -13,8 +13,8 @@ import torch
 from support import ROOT, run_cli
 
 import resnet_compiler as rc
-from resnet_compiler.bench import Runtime, measure
 from resnet_compiler.cli import main as cli_main
+from resnet_compiler.runtime.bench import Runtime, measure
 
 SMALL = ROOT / "spec" / "resnet20_cifar.yaml"
 

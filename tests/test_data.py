@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_compiler import data
 from resnet_compiler.errors import UsageError
+from resnet_compiler.train import data
 
 TINY_SPEC = """\
 name: tiny

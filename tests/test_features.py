@@ -20,8 +20,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 import resnet_compiler as rc
 from resnet_compiler.errors import SpecError
-from resnet_compiler.infer import open_session, run_outputs
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.infer import open_session, run_outputs
+from resnet_compiler.runtime.weights import init_weights
 
 STAGES = ["layer1", "layer2", "layer3", "layer4"]
 

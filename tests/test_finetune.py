@@ -19,13 +19,13 @@ from support import ROOT, realistic_bn
 import resnet_compiler as rc
 from resnet_compiler.cli import main as cli_main
 from resnet_compiler.errors import UsageError
-from resnet_compiler.finetune import adapt_input_conv, fit_state_dict
-from resnet_compiler.preprocessing import Preprocessing
+from resnet_compiler.language.preprocessing import Preprocessing
+from resnet_compiler.runtime.finetune import adapt_input_conv, fit_state_dict
+from resnet_compiler.runtime.weights import init_weights, load_checkpoint
 from resnet_compiler.train import lr_at
 from resnet_compiler.train.augment import make_augment
 from resnet_compiler.train.checkpoint import read_metadata
 from resnet_compiler.train.curves import curves_figure
-from resnet_compiler.weights import init_weights, load_checkpoint
 
 TINY = {
     "name": "tiny",
@@ -293,7 +293,7 @@ def test_folder_class_names_and_resize_recorded(tiny: Path, tmp_path: Path) -> N
                      "--epochs", "1", "--batch-size", "4", "--out", str(out)]) == 0
     assert read_metadata(out / "checkpoint.pt")["class_names"] == ["cat", "dog"]
     assert read_metadata(out / "model.safetensors")["class_names"] == ["cat", "dog"]
-    from resnet_compiler.data import load_folder
+    from resnet_compiler.train.data import load_folder
     ds = load_folder(tmp_path / "data", 1, (8, 8), resize="nearest")
     raw = np.asarray(Image.open(tmp_path / "data" / "cat" / "0.png"), dtype=np.float32) / 255
     want = torch.nn.functional.interpolate(torch.from_numpy(raw)[None, None], size=(8, 8), mode="nearest")

@@ -119,7 +119,7 @@ def test_dotted_stem_names_become_one_sequential() -> None:
     (["bn", "bn.0", "relu"], "name 'bn' is used twice at the top level"),
     (["stem.0", "bn", "stem.1"], "'stem.1': the modules under 'stem' must be consecutive"),
     (["stem.0", "stem.1", "stem.extra"], "are either all numbered or all named"),
-    (["stem.0", "stem.1", "stem.x"], "each part of a dotted module path is a name or an index"),
+    (["stem.0", "stem.1", "stem.x"], "'stem.x': its part 'x' is reserved"),
 ])
 def test_dotted_stem_names_must_be_a_numbered_run(names: list[str], message: str) -> None:
     with pytest.raises(SpecError) as e:

@@ -19,10 +19,10 @@ import torch
 import yaml
 
 import resnet_compiler as rc
-from resnet_compiler import load
 from resnet_compiler.cli import main
 from resnet_compiler.errors import SpecError
-from resnet_compiler.spec import RESERVED_NAMES
+from resnet_compiler.language import load
+from resnet_compiler.language.spec import RESERVED_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = shutil.which("resnet-compile") or str(Path(sys.executable).with_name("resnet-compile"))

@@ -18,10 +18,10 @@ from PIL import Image
 from support import realistic_bn, run_cli
 
 import resnet_compiler as rc
-from resnet_compiler.data import load_digits, load_folder
-from resnet_compiler.images import resize
-from resnet_compiler.infer import classify_files, open_session, run_outputs
-from resnet_compiler.preprocessing import Preprocessing
+from resnet_compiler.language.preprocessing import Preprocessing
+from resnet_compiler.runtime.images import resize
+from resnet_compiler.runtime.infer import classify_files, open_session, run_outputs
+from resnet_compiler.train.data import load_digits, load_folder
 
 NAMES = [f"digit-{i}" for i in range(10)]
 

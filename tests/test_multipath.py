@@ -115,7 +115,7 @@ def test_input_outside_a_block_is_refused_by_the_cli(tmp_path: Path) -> None:
 
 def test_a_chain_written_with_inputs_is_the_same_network() -> None:
     """`input:` naming the previous op is what a plain list means: same graph, same code."""
-    library = yaml.safe_load((ROOT / "resnet_compiler" / "blocks.yaml").read_text())
+    library = yaml.safe_load((ROOT / "resnet_compiler" / "language" / "blocks.yaml").read_text())
     chain = _zoo("skresnet18")
     chain["blocks"] = {"mine": library["blocks"]["bottleneck"]}
     chain.pop("defaults")

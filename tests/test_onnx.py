@@ -16,8 +16,8 @@ from support import EXAMPLE_SPECS, SPECS, realistic_bn, rel_err, run_cli
 import resnet_compiler as rc
 from resnet_compiler.emit.onnx import DEFAULT_OPSET, IR_VERSION, build_model, emit_onnx
 from resnet_compiler.errors import UsageError
-from resnet_compiler.verify import _onnx_shapes
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.verify import _onnx_shapes
+from resnet_compiler.runtime.weights import init_weights
 
 FULL_SIZE = {"resnet18", "resnet50"}  # kept at 224x224; the heavier nets run at 64x64
 SMALL = 64

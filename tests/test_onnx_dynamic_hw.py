@@ -13,7 +13,7 @@ import torch
 from support import ROOT, run_cli
 
 import resnet_compiler as rc
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.weights import init_weights
 
 FAMILIES = {  # basic, bottleneck, pre-activation, ResNet-D, SE, and the grown language
     "basic": "spec/resnet18.yaml",

@@ -19,8 +19,8 @@ import resnet_compiler as rc
 from resnet_compiler.cli import main as cli_main
 from resnet_compiler.emit.lowp import FP32_OPS, to_bf16_bits, to_fp16
 from resnet_compiler.emit.onnx import emit_onnx
-from resnet_compiler.verify import TOLERANCES
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.verify import TOLERANCES
+from resnet_compiler.runtime.weights import init_weights
 
 F, F16, BF16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16
 SMALL = ROOT / "spec" / "resnet20_cifar.yaml"

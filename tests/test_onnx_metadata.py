@@ -17,7 +17,7 @@ from support import EXAMPLE_SPECS, ROOT, SPECS
 import resnet_compiler as rc
 from resnet_compiler.emit.onnx import emit_onnx
 from resnet_compiler.errors import UsageError
-from resnet_compiler.preprocessing import METADATA_KEY, Preprocessing
+from resnet_compiler.language.preprocessing import METADATA_KEY, Preprocessing
 
 SMALL = ROOT / "spec" / "resnet20_cifar.yaml"
 

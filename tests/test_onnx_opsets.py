@@ -16,7 +16,7 @@ from support import MIX, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.emit.onnx import MAX_OPSET, MIN_OPSET, emit_onnx
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.weights import init_weights
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from torch import nn
 
 import resnet_compiler as rc
 from resnet_compiler.ops import REGISTRY
-from resnet_compiler.verify import _onnx_shapes
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.verify import _onnx_shapes
+from resnet_compiler.runtime.weights import init_weights
 
 Functional = Callable[[torch.Tensor], torch.Tensor]
 

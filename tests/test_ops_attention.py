@@ -20,9 +20,9 @@ from timm.layers import BlurPool2d, EcaModule, SEModule
 from torch import nn
 
 import resnet_compiler as rc
-from resnet_compiler.expr import MAKE_DIVISIBLE_SOURCE
+from resnet_compiler.language.expr import MAKE_DIVISIBLE_SOURCE
 from resnet_compiler.ops import REGISTRY, Context
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.weights import init_weights
 
 OPSETS = (13, 17, 21)
 TOLERANCE = 1e-4

@@ -24,8 +24,8 @@ from timm.models.resnetv2 import DownsampleConv, PreActBottleneck
 
 import resnet_compiler as rc
 from resnet_compiler.ops import REGISTRY, InitOptions
-from resnet_compiler.verify import verify
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.verify import verify
+from resnet_compiler.runtime.weights import init_weights
 
 OPSETS = range(13, 22)
 TOLERANCE = 1e-4

@@ -16,7 +16,7 @@ from support import ROOT, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.cli import main as cli_main
-from resnet_compiler.data import fit_batch, load_digits
+from resnet_compiler.train.data import fit_batch, load_digits
 
 SPEC = """\
 name: digits_int8

@@ -16,7 +16,7 @@ import torch
 import resnet_compiler as rc
 from resnet_compiler import train
 from resnet_compiler.cli import main as cli_main
-from resnet_compiler.data import fit_batch, load_digits
+from resnet_compiler.train.data import fit_batch, load_digits
 
 SEED_SPEC = "spec/resnet18_fashion_mnist.yaml"
 # the console scripts installed beside this interpreter (the test extra's environment)

@@ -13,9 +13,14 @@ from support import ROOT, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.errors import UsageError
-from resnet_compiler.infer import classify, open_session, predict_logits, session_device
-from resnet_compiler.verify import VerifyReport, verify
-from resnet_compiler.weights import init_weights
+from resnet_compiler.runtime.infer import (
+    classify,
+    open_session,
+    predict_logits,
+    session_device,
+)
+from resnet_compiler.runtime.verify import VerifyReport, verify
+from resnet_compiler.runtime.weights import init_weights
 
 SPEC = "spec/resnet20_cifar.yaml"
 CUDA = torch.cuda.is_available()
@@ -127,7 +132,7 @@ def test_verify_passes_for_modules_that_compute_constants_when_built(name: str) 
     parts are ONNX values of their own. verify builds real modules and checks every value."""
     import yaml
 
-    from resnet_compiler.verify import verify
+    from resnet_compiler.runtime.verify import verify
     spec = yaml.safe_load((ROOT / "spec" / "zoo" / f"{name}.yaml").read_text())
     spec["input"] = {"channels": 3, "height": 64, "width": 64}
     report = verify(rc.compile(spec))

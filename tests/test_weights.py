@@ -13,7 +13,7 @@ from support import run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.errors import UsageError
-from resnet_compiler.weights import (
+from resnet_compiler.runtime.weights import (
     as_numpy_state_dict,
     check_state_dict,
     expected_tensors,

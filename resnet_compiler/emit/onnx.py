@@ -121,7 +121,7 @@ def _skeleton(graph: nx.DiGraph, weights: Any, opset: int | None, fold_bn: bool,
               ) -> tuple[onnx.ModelProto, list[np.ndarray]]:
     """The model with initializers that carry name, type and dims but no data, and the data
     (little-endian float32 arrays) in initializer order."""
-    from ..weights import as_numpy_state_dict, check_state_dict, init_weights
+    from ..runtime.weights import as_numpy_state_dict, check_state_dict, init_weights
 
     opset = check_opset(opset)
     if batch is not None and batch < 1:

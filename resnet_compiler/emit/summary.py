@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..ir.templates import Layout
 from ..messages import format_shape
-from ..templates import Layout
 
 HEADERS = ("name", "op", "output", "k", "s", "d", "g", "params", "MACs")
 LEFT = 3  # name, op and output are left-aligned; the numbers right-aligned

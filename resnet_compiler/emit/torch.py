@@ -20,11 +20,7 @@ from typing import Any
 
 import networkx as nx
 
-from ..block_graph import RESIDUAL
-from ..expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
-from ..ops import REGISTRY
-from ..preprocessing import Preprocessing
-from ..templates import (
+from ..ir.templates import (
     POSITION_DEFAULTS,
     BlockTemplate,
     Layout,
@@ -32,6 +28,10 @@ from ..templates import (
     TopOp,
     flat_ops,
 )
+from ..ir.wiring import RESIDUAL
+from ..language.expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
+from ..language.preprocessing import Preprocessing
+from ..ops import REGISTRY
 from .code import INDENT, Entry, group_modules, indented, tree
 from .pyformat import WIDTH, format_lines
 from .torch_body import Body, code_of, module_class, module_expr, simplify

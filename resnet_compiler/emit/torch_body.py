@@ -14,10 +14,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..block_graph import BLOCK_INPUT, FAN_IN, RESIDUAL, local_name, parse_ref
-from ..expr import Expr
+from ..ir.templates import Item, LoopTemplate, ModuleTemplate, OpTemplate, flat_ops
+from ..ir.wiring import BLOCK_INPUT, FAN_IN, RESIDUAL, local_name, parse_ref
+from ..language.expr import Expr
 from ..ops import REGISTRY
-from ..templates import Item, LoopTemplate, ModuleTemplate, OpTemplate, flat_ops
 from .code import INDENT, group_modules
 from .pyformat import WIDTH
 

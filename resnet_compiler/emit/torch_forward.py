@@ -10,8 +10,8 @@ from typing import Any
 
 import networkx as nx
 
+from ..ir.templates import Layout
 from ..ops import REGISTRY
-from ..templates import Layout
 from .code import INDENT, Entry, indented, tree
 
 

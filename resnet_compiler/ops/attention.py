@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, ValidationInfo, field_validator
 
-from ..expr import MAKE_DIVISIBLE_SOURCE, make_divisible
+from ..language.expr import MAKE_DIVISIBLE_SOURCE, make_divisible
 from .act import PARAMETERS, ActFn, ActOp
 from .base import (
     Attrs,

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
-from ..expr import Expr, ExprError
+from ..language.expr import Expr, ExprError
+from ..language.names import check_identifier
 from ..messages import format_shape
-from ..names import check_identifier
 
 if TYPE_CHECKING:
     import numpy as np

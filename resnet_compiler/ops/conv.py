@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, StrictBool
 
-from ..expr import Expr
+from ..language.expr import Expr
 from .base import (
     Attrs,
     Context,

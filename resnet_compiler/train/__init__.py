@@ -18,7 +18,8 @@ for --resume, and what `--emit onnx --weights` takes), model.pth (the bare state
 tensors), metrics.csv and curves.png. Nothing needs unpickling: torch.load(weights_only=True) reads
 both .pt files.
 
-Fine-tuning: --init-weights fits a torchvision/timm/own state_dict to the spec (resnet_compiler.finetune:
+Fine-tuning: --init-weights fits a torchvision/timm/own state_dict to the spec
+(resnet_compiler.runtime.finetune:
 first conv adapted to the input channels, classifier reset to the class count), --freeze keeps named
 parts fixed (out of the optimizer, their norms in eval mode), --norm-eval keeps every norm in eval mode.
 

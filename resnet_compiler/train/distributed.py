@@ -55,7 +55,7 @@ def choose_device(name: str, local_rank: int = 0) -> str:
     """
     import torch
 
-    from ..devices import torch_device
+    from ..runtime.devices import torch_device
     if torch_device(name) == "cpu":
         return "cpu"
     return f"cuda:{local_rank % torch.cuda.device_count()}"

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..data import fit_batch
+from .data import fit_batch
 from .distributed import Dist, share_buffers_from_rank0, sum_across_ranks
 
 if TYPE_CHECKING:  # torch is imported where it is used

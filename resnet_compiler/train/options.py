@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     """--dataset, --data-dir, --download, --workers, --augment."""
-    from ..data import DATASETS
     from .augment import AUGMENTATIONS
+    from .data import DATASETS
     d = p.add_argument_group("data")
     d.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="fashion-mnist: IDX files in --data-dir; digits: scikit-learn's 8x8 digits "
@@ -197,7 +197,7 @@ def check_data(args: argparse.Namespace) -> None:
 
 def _check_fashion_mnist_folder(data_dir: str | None) -> None:
     """--data-dir must hold the four IDX files when --download is not given."""
-    from ..data import missing_fashion_mnist_files
+    from .data import missing_fashion_mnist_files
     if data_dir is None:
         raise UsageError("--dataset fashion-mnist needs --data-dir DIR (the folder with the IDX files; "
                          "add --download to fetch them)")

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..data import Dataset, check_channels, download_fashion_mnist, load_dataset
 from ..errors import UsageError
-from ..preprocessing import Preprocessing
+from ..language.preprocessing import Preprocessing
 from . import options
 from .augment import make_augment
 from .checkpoint import (
@@ -30,6 +29,7 @@ from .checkpoint import (
     save_outputs,
     weights_hash,
 )
+from .data import Dataset, check_channels, download_fashion_mnist, load_dataset
 from .distributed import Dist, barrier, log, wrap_ddp
 from .freeze import freeze, freeze_targets, norm_modules
 from .loop import (
@@ -141,8 +141,8 @@ def load_init_weights(model: torch.nn.Module, path: str, net: Any) -> list[str]:
     import numpy as np
     import torch
 
-    from ..finetune import fit_state_dict
-    from ..weights import load_checkpoint
+    from ..runtime.finetune import fit_state_dict
+    from ..runtime.weights import load_checkpoint
     own = model.state_dict()
     fresh = {k: v.detach().cpu().numpy() for k, v in own.items()}
     fitted = fit_state_dict(net.graph, load_checkpoint(path), fresh)

@@ -7,7 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from .load import load_file
-from .spec import Library, validate
+from .spec import Library
+from .validation import validate
 
 LIBRARY_PATH = Path(__file__).with_name("blocks.yaml")
 MODULES_PATH = Path(__file__).with_name("modules.yaml")

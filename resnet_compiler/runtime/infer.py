@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
-from .preprocessing import METADATA_KEY as PREPROCESSING_KEY
-from .preprocessing import Preprocessing
+from ..errors import UsageError
+from ..language.preprocessing import METADATA_KEY as PREPROCESSING_KEY
+from ..language.preprocessing import Preprocessing
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from .compiler import CompiledNetwork
+    from ..compiler import CompiledNetwork
 
 DEFAULT_CALIBRATION_IMAGES = 256
 BATCH = 16  # images per calibration / evaluation run
@@ -63,8 +63,8 @@ class QuantReport:
 
 def _prepared(net: CompiledNetwork, images: Any) -> np.ndarray:
     """Dataset images in [0, 1] -> the network's input: channels, size, mean/std."""
-    from .data import fit_batch
-    from .preprocessing import Preprocessing
+    from ..language.preprocessing import Preprocessing
+    from ..train.data import fit_batch
     c, h, w = net.input_shape
     x = Preprocessing.from_spec(net.spec).normalize_torch(fit_batch(images, c, (h, w)))
     return np.ascontiguousarray(x.numpy(), dtype=np.float32)
@@ -117,9 +117,9 @@ def quantize_int8(net: CompiledNetwork, output: str | os.PathLike[str], weights:
         quantize_static,
     )
 
-    from .data import check_channels, load_dataset
+    from ..outputs import check_output_path, write_atomic
+    from ..train.data import check_channels, load_dataset
     from .infer import open_session
-    from .outputs import check_output_path, write_atomic
     from .weights import as_numpy_state_dict, check_state_dict, init_weights
 
     check_output_path(output)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import UsageError
-from .messages import first_line
+from ..errors import UsageError
+from ..messages import first_line
 
 if TYPE_CHECKING:
-    from .compiler import CompiledNetwork
+    from ..compiler import CompiledNetwork
 
 RTOL = 1e-4
 TIMED_RUNS = 3
@@ -180,8 +180,8 @@ def _onnx_shapes(path: Path, graph: Any, fold_bn: bool, batch: int | None) -> tu
     """ONNX shape inference, run without our declared value_info, against the graph's shapes."""
     import onnx
 
-    from .emit.onnx import value_names
-    from .ops import REGISTRY
+    from ..emit.onnx import value_names
+    from ..ops import REGISTRY
     model = onnx.load(str(path))
     del model.graph.value_info[:]
     for t in model.graph.initializer:  # inference needs the dims only, not the weights
@@ -219,8 +219,8 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
     import onnx
     import torch
 
+    from ..emit.onnx import check_dtype, write_onnx
     from .devices import torch_device
-    from .emit.onnx import check_dtype, write_onnx
     from .infer import open_session, session_device
     from .weights import as_numpy_state_dict, check_state_dict, init_weights
 

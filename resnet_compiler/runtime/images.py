@@ -1,6 +1,6 @@
 """Image files to network inputs without torch, with the numbers training uses.
 
-Decoding is the training loader's (`data.py` calls `read_image` too): PIL converts to gray ("L",
+Decoding is the training loader's (`train/data.py` calls `read_image` too): PIL converts to gray ("L",
 ITU-R 601 luma) or RGB (gray repeated), pixels are divided by 255. Resizing repeats the
 arithmetic of torch's `F.interpolate(..., align_corners=False)` (bilinear, nearest, bicubic) in
 numpy, so a model served by onnxruntime sees what it was trained on, to float rounding.
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from .preprocessing import Preprocessing
+    from ..language.preprocessing import Preprocessing
 
 MODES = {1: "L", 3: "RGB"}
 CUBIC_A = -0.75  # torch's bicubic kernel

@@ -17,9 +17,9 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from .errors import UsageError
-from .messages import first_line, format_shape
-from .ops import REGISTRY, InitOptions
+from ..errors import UsageError
+from ..messages import first_line, format_shape
+from ..ops import REGISTRY, InitOptions
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 MAX_LISTED = 6

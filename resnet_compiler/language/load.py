@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import SpecError
+from ..errors import SpecError
 
 MAX_SPEC_BYTES = int(os.environ.get("RESNET_COMPILER_MAX_SPEC_BYTES", 1 << 20))
 MAX_DEPTH = 40

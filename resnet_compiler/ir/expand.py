@@ -12,30 +12,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import networkx as nx
 from pydantic import ValidationError
 
-from .block_graph import (
-    BLOCK_INPUT,
-    EXPLICIT_RESERVED,
-    RESERVED,
-    RESIDUAL,
-    flatten,
-    parse_ref,
-    wire,
-)
-from .blocks import builtin_library
-from .errors import SpecError
-from .expr import Expr, ExprError, Value
-from .load import Document
-from .messages import did_you_mean, format_bytes, format_shape
-from .ops import REGISTRY, SPEC_OPS, Context, OpDef, ShapeError
-from .preprocessing import Preprocessing
-from .references import same_kind
-from .spec import PRE_LOGITS, Loop, ModuleCall
+from ..errors import SpecError
+from ..language.expr import Expr, ExprError, Value
+from ..language.library import builtin_library
+from ..language.load import Document
+from ..language.preprocessing import Preprocessing
+from ..language.spec import PRE_LOGITS, Loop, ModuleCall
+from ..messages import did_you_mean, format_bytes, format_shape
+from ..ops import REGISTRY, SPEC_OPS, Context, ShapeError
+from ..version import __version__
+from .geometry import stage_geometry
+from .instances import BlockBody, Node, Port, annotate
+from .layers import LAYER_SETTINGS, freeze, layer_mapping
 from .templates import (
     POSITION_DEFAULTS,
     BlockInstance,
@@ -48,7 +42,15 @@ from .templates import (
     StageLayout,
     TopOp,
 )
-from .version import __version__
+from .wiring import (
+    BLOCK_INPUT,
+    EXPLICIT_RESERVED,
+    RESERVED,
+    RESIDUAL,
+    flatten,
+    parse_ref,
+    wire,
+)
 
 # Expansion is linear in the number of blocks; the deepest published ResNets have a few hundred.
 # The limit keeps a short spec with `depth: 1000000000` from hanging the compiler.
@@ -60,7 +62,7 @@ Origin = tuple[str | int, ...]
 # Built-in blocks are the same in every compile: their templates, and the nodes of each distinct
 # block instance, are kept across compiles (design-space sweeps compile thousands of specs).
 _SHARED_TEMPLATES: dict[tuple[Any, ...], BlockTemplate] = {}
-_SHARED_EXPANSIONS: dict[tuple[Any, ...], tuple[list[_Node], str]] = {}
+_SHARED_EXPANSIONS: dict[tuple[Any, ...], tuple[list[Node], str]] = {}
 MAX_SHARED = 20_000
 
 
@@ -72,30 +74,6 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 class ParamLimitError(SpecError):
     """The network has more parameters than the caller allows."""
-
-
-Port = tuple[str, int | None]  # a node relative to the block ("" is its input), and a part
-
-
-@dataclass(frozen=True)
-class _Node:
-    """A node of a block's expansion, relative to the block's prefix."""
-
-    name: str
-    data: dict[str, Any]
-    inputs: tuple[Port, ...]
-    roles: tuple[str, ...]
-
-
-def _annotate(opdef: OpDef, attrs: dict[str, Any], in_shapes: list[tuple[int, ...]],
-              shape: tuple[int, ...]) -> dict[str, Any]:
-    tensors = opdef.tensors(attrs)
-    attrs["shape"] = shape
-    attrs["tensors"] = tensors
-    attrs["params"] = opdef.params(attrs, tensors)
-    attrs["macs"] = opdef.macs(attrs, in_shapes, shape)
-    attrs["acts"] = opdef.acts(attrs, shape)
-    return attrs
 
 
 class _Expander:
@@ -123,7 +101,7 @@ class _Expander:
         self.edges: list[tuple[str, str, dict[str, Any]]] = []
         self.layout = Layout(zero_init_last_norm=spec.defaults.zero_init_last_bn)
         self.templates: dict[tuple[str, str], BlockTemplate] = {}
-        self.expansions: dict[tuple[Any, ...], tuple[list[_Node], str]] = {}
+        self.expansions: dict[tuple[Any, ...], tuple[list[Node], str]] = {}
         self.top_names: set[str] = {"input"}
         self.choice_origin: dict[Any, Origin] = {}
         self.top_layers = self.layer_choices(None, ())
@@ -162,7 +140,7 @@ class _Expander:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].replace("Input should be", "must be").removeprefix("Value error, ")
-            where = self.choice_origin.get((op.op, _freeze(choice)), where)
+            where = self.choice_origin.get((op.op, freeze(choice)), where)
             raise self.error(where, f"the {choice['op']} that replaces {op.op}: "
                              f"{loc + ': ' if loc else ''}{msg}") from None
 
@@ -248,7 +226,7 @@ class _Expander:
                 reads = " (inputs: " + ", ".join(
                     f"{r} {format_shape(s)}" for r, s in zip(refs, shapes, strict=True)) + ")"
             raise self.error(origin, f"{label}: {e}{reads}") from None
-        return _annotate(opdef, {"op": t.kind, **attrs}, shapes, shape)
+        return annotate(opdef, {"op": t.kind, **attrs}, shapes, shape)
 
     def add(self, node_id: str, data: dict[str, Any], inputs: Iterable[str],
             roles: Iterable[str] = ("input",)) -> str:
@@ -354,8 +332,8 @@ class _Expander:
                        origin: Origin) -> BlockTemplate:
         """The class for a block kind with a shortcut and layer choices, built once per compile."""
         fixed = self.fixed_switches(kind, block)
-        layer_key = (_freeze(layers), self.spec.defaults.drop_path_rate == 0, self.dilated,
-                     _freeze(fixed))
+        layer_key = (freeze(layers), self.spec.defaults.drop_path_rate == 0, self.dilated,
+                     freeze(fixed))
         key = (kind, shortcut, layer_key)
         if key in self.templates:
             return self.templates[key]
@@ -523,7 +501,7 @@ class _Expander:
     def module_template(self, kind: str, layers: Mapping[str, Any], where: Origin,
                         stack: tuple[str, ...] = ()) -> ModuleTemplate:
         """The class of module `kind` under these layer choices, built once per compile."""
-        key = (kind, _freeze(layers))
+        key = (kind, freeze(layers))
         found = self.module_templates.get(key)
         if found is not None:
             return found
@@ -581,10 +559,10 @@ class _Expander:
 
     def expand_block(self, t: BlockTemplate, in_shape: tuple[int, ...], channels: int,
                      stride: int, params: Mapping[str, Value], position: Mapping[str, Value],
-                     block_id: str, origin: Origin) -> tuple[list[_Node], str]:
+                     block_id: str, origin: Origin) -> tuple[list[Node], str]:
         """The block's nodes relative to its prefix, and the name of its output."""
         env = self.block_env(t, in_shape[0], channels, stride, params, position, origin)
-        body = _Body(self, block_id, origin, in_shape)
+        body = BlockBody(self, block_id, origin, in_shape)
         where: dict[str, Any] = {BLOCK_INPUT: ("", None)}
         body.run(t.branch, env, where, "")
         y = body.port(t.output, env, where)
@@ -608,7 +586,7 @@ class _Expander:
         add = self.make_node(OpTemplate(RESIDUAL, "add", {}, {}), {},
                              [body.shape(y), body.shape(shortcut)], f"{block_id}.add", origin)
         assert add is not None
-        body.nodes.append(_Node(RESIDUAL, add, (y, shortcut), ("branch", "shortcut")))
+        body.nodes.append(Node(RESIDUAL, add, (y, shortcut), ("branch", "shortcut")))
         body.shapes[RESIDUAL] = add["shape"]
         where[RESIDUAL] = (RESIDUAL, None)
         out = body.run(t.post, env, where, "") if t.post else (RESIDUAL, None)
@@ -682,7 +660,7 @@ class _Expander:
     def run(self) -> tuple[nx.DiGraph, Layout]:
         spec = self.spec
         shape = (spec.input.channels, spec.input.height, spec.input.width)
-        x = self.add("input", _annotate(REGISTRY["input"], {"op": "input", "input_shape": shape},
+        x = self.add("input", annotate(REGISTRY["input"], {"op": "input", "input_shape": shape},
                                         [], shape), [])
         total = 0
         for si, stage in enumerate(spec.stages):
@@ -693,7 +671,8 @@ class _Expander:
         x, self.layout.stem = self.top_level_ops(spec.stem, x, ("stem",))
         self._stem_out = x
         first_block = 0
-        for si, (stage, geometry) in enumerate(zip(spec.stages, self.stage_geometry(), strict=True)):
+        geometries = stage_geometry(spec, self.shape_of(self._stem_out))
+        for si, (stage, geometry) in enumerate(zip(spec.stages, geometries, strict=True)):
             x = self.stage(si, stage, x, geometry, first_block)
             first_block += stage.depth
         if isinstance(spec.head, list):
@@ -738,30 +717,9 @@ class _Expander:
             if choice is None:
                 choice, where = getattr(self.spec.defaults, setting), ("defaults", setting)
             if choice is not None:
-                out[kind] = _layer_mapping(setting, choice, lambda msg, w=where: self.error(w, msg),
+                out[kind] = layer_mapping(setting, choice, lambda msg, w=where: self.error(w, msg),
                                            self.modules if setting == "attn" else {})
-                self.choice_origin[(kind, _freeze(out[kind]))] = where
-        return out
-
-    def stage_geometry(self) -> list[tuple[int, int, int]]:
-        """(stride, dilation, first_dilation) per stage: explicit `dilation`, or `output_stride`
-        turning strides into dilation once the network has reached it (timm's rule)."""
-        spec = self.spec
-        out_shape = self.shape_of(self._stem_out)
-        net_stride = max(1, spec.input.height // max(1, out_shape[1]))
-        dilation = previous = 1
-        out = []
-        for stage in spec.stages:
-            stride = stage.stride
-            if stage.dilation is not None:
-                dilation = stage.dilation
-            elif spec.output_stride is not None and net_stride >= spec.output_stride:
-                dilation *= stride
-                stride = 1
-            else:
-                net_stride *= stride
-            out.append((stride, dilation, previous))
-            previous = dilation
+                self.choice_origin[(kind, freeze(out[kind]))] = where
         return out
 
     def stage(self, si: int, stage: Any, x: str, geometry: tuple[int, int, int],
@@ -922,189 +880,6 @@ class _Expander:
         return g, self.layout
 
 
-MAX_REPEAT = 64
-
-
-class _Body:
-    """The nodes of one block instance: its ops, module calls (their ops under the call's name)
-    and loops (each copy's ops under `name.i`), relative to the block's prefix."""
-
-    def __init__(self, ex: _Expander, block_id: str, origin: Origin, in_shape: tuple[int, ...]):
-        self.ex, self.block_id, self.origin = ex, block_id, origin
-        self.nodes: list[_Node] = []
-        self.shapes: dict[str, tuple[int, ...]] = {"": in_shape}
-        self.attrs: dict[str, dict[str, Any]] = {}
-
-    def error(self, message: str) -> SpecError:
-        return self.ex.error(self.origin, message)
-
-    def shape(self, p: Port) -> tuple[int, ...]:
-        node, part = p
-        if part is None:
-            return self.shapes[node]
-        return REGISTRY[self.attrs[node]["op"]].part_shape(self.attrs[node], self.shapes[node], part)
-
-    def ports(self, ref: str, env: Mapping[str, Value], where: Mapping[str, Any]) -> list[Port]:
-        """The values `ref` names: one, or every part or copy for `name[*]`."""
-        base, part = parse_ref(ref)
-        value = where[base]
-        if isinstance(value, list):  # a loop's copies
-            if part == "*":
-                return list(value)
-            index = self.index(ref, part, env, len(value))
-            return [value[index]]
-        node, _ = value
-        if part is None:
-            return [value]
-        data = self.attrs.get(node)
-        if data is None or not REGISTRY[data["op"]].has_parts:
-            raise self.error(f"{self.block_id}: {ref!r}: {base!r} has no parts")
-        n = len(data["sizes"])
-        if part == "*":
-            return [(node, k) for k in range(n)]
-        return [(node, self.index(ref, part, env, n))]
-
-    def index(self, ref: str, part: Any, env: Mapping[str, Value], n: int) -> int:
-        if isinstance(part, int):
-            k = part
-        else:
-            try:
-                k = Expr.parse(part).evaluate(env)
-            except ExprError as e:
-                raise self.error(f"{self.block_id}: {ref!r}: {e}") from None
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n:
-            raise self.error(f"{self.block_id}: {ref!r}: index {k!r} is outside 0..{n - 1}"
-                             f" (there are {n})")
-        return k
-
-    def port(self, ref: str, env: Mapping[str, Value], where: Mapping[str, Any]) -> Port:
-        (p,) = self.ports(ref, env, where)
-        return p
-
-    def count(self, loop: LoopTemplate, env: Mapping[str, Value]) -> int:
-        try:
-            n = loop.count.evaluate(env)
-        except ExprError as e:
-            raise self.error(f"{self.block_id}: repeat: {e}") from None
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REPEAT:
-            raise self.error(f"{self.block_id}: repeat: {loop.count.source} = {n!r}; a loop"
-                             f" count must be a whole number from 1 to {MAX_REPEAT}")
-        return n
-
-    def run(self, items: tuple[Item, ...], env: Mapping[str, Value], where: dict[str, Any],
-            prefix: str, chain: bool = False) -> Port:
-        """Expand `items`; a chain (the projection) starts at `where["x"]` and runs in order,
-        a body reads the values its ops name. Returns the last value."""
-        last: Port = where[BLOCK_INPUT]
-        for item in items:
-            if isinstance(item, LoopTemplate):
-                copies: dict[str, list[Port]] = {op.name: [] for op in item.body}
-                n = self.count(item, env)
-                for i in range(n):
-                    inner = {**env, item.index: i}
-                    local = {**where, **copies}
-                    for op in item.body:
-                        last = self.op(op, inner, local, f"{prefix}{op.name}.{i}", False, last)
-                        copies[op.name].append(local[op.name])
-                where.update(copies)
-                continue
-            last = self.op(item, env, where, prefix + item.name, chain, last)
-        return last
-
-    def op(self, op: OpTemplate, env: Mapping[str, Value], where: dict[str, Any], node: str,
-           chain: bool, last: Port) -> Port:
-        """Expand one op (or module call) as node `node`; its value goes into `where`."""
-        label = f"{self.block_id}.{node}"
-        if op.when is not None and not self.ex.condition(op, env, self.block_id, self.origin):
-            first = last if chain else self.ports(op.inputs[0], env, where)[0]
-            where[op.name] = first
-            return first
-        ports = [last] if chain else [p for r in op.inputs for p in self.ports(r, env, where)]
-        if op.module is not None:
-            if len(ports) != 1:
-                raise self.error(f"{label}: a module takes one input, got {len(ports)}")
-            out = self.call(op, env, ports[0], node + ".")
-            where[op.name] = out
-            return out
-
-        def fail(key: str, msg: str) -> SpecError:
-            return self.error(f"{label}.{key}: {msg}")
-        values = self.ex.evaluate(op, env, fail)
-        refs = None if chain else [f"{r}" for r in op.inputs]
-        data = self.ex.make_node(op, values, [self.shape(p) for p in ports], label, self.origin,
-                                 refs if refs and len(refs) == len(ports) else None)
-        if data is None:
-            where[op.name] = ports[0]
-            return ports[0]
-        self.nodes.append(_Node(node, data, tuple(ports), ("input",) * len(ports)))
-        self.shapes[node], self.attrs[node] = data["shape"], data
-        where[op.name] = (node, None)
-        return (node, None)
-
-    def call(self, op: OpTemplate, env: Mapping[str, Value], x: Port, prefix: str) -> Port:
-        """A module call: its params from the call's expressions, its ops under `prefix`."""
-        t = op.module
-        assert t is not None
-        inner: dict[str, Value] = {"in_channels": self.shape(x)[0], **t.params}
-        for key, e in op.exprs.items():
-            try:
-                value = e.evaluate(env)
-            except ExprError as err:
-                raise self.error(f"{self.block_id}.{op.name}.{key}: {err}") from None
-            if not same_kind(t.params[key], value):
-                raise self.error(f"{self.block_id}.{op.name}.{key}: {e.source} = {value!r}; must"
-                                 f" be like the module's default {t.params[key]!r}")
-            inner[key] = value
-        for var, e in t.vars:
-            try:
-                inner[var] = e.evaluate(inner)
-            except ExprError as err:
-                raise self.error(f"{self.block_id}.{op.name}: module var {var!r}: {err}") from None
-        where: dict[str, Any] = {BLOCK_INPUT: x}
-        self.run(t.body, inner, where, prefix)
-        return self.port(t.output, inner, where)
-
-
-LAYER_SETTINGS = {"norm": "bn", "act": "relu", "conv": "conv", "aa": "anti_alias", "attn": "se"}
-# What the short names of anti-aliasing layers stand for (timm's aa_layer='avg' / 'blur').
-AA_LAYERS = {"avg": {"op": "avgpool", "kernel": "stride", "stride": "stride"},
-             "blur": {"op": "blurpool", "stride": "stride"}}
-
-
-# What users of torch and timm call the ops (for did-you-mean where spelling is no guide).
-OP_ALIASES = {"group_norm": "gn", "groupnorm": "gn", "batch_norm": "bn", "batchnorm": "bn",
-              "batchnorm2d": "bn", "frozen_batch_norm": "frozen_bn", "conv2d": "conv",
-              "std_conv2d": "std_conv", "avg_pool": "avgpool", "max_pool": "maxpool",
-              "blur_pool": "blurpool", "squeeze_excite": "se", "seblock": "se"}
-
-
-def _layer_mapping(setting: str, choice: Any, fail: Any,
-                   modules: Mapping[str, Any]) -> dict[str, Any]:
-    """A layer choice as an op mapping: `gn` -> {op: gn}, `silu` -> {op: act, fn: silu},
-    `blur` -> the blur pool, `cbam` -> the module (attention only), a mapping as it is (name and
-    when are the replaced op's)."""
-    kinds = [*SPEC_OPS, *modules]
-    if isinstance(choice, dict):
-        data = dict(choice)
-    elif setting == "aa" and choice in AA_LAYERS:
-        data = dict(AA_LAYERS[choice])
-    elif choice in SPEC_OPS or choice in modules:
-        data = {"op": choice}
-    elif setting == "act":
-        data = {"op": "act", "fn": choice}
-    else:
-        raise fail(f"{choice!r} is not an op (ops: {', '.join(kinds)}){did_you_mean(choice, kinds)}")
-    kind = data.get("op")
-    if kind not in SPEC_OPS and kind not in modules:
-        alias = OP_ALIASES.get(str(kind).lower().replace("-", "_"))
-        hint = f"; did you mean {alias!r}?" if alias else did_you_mean(str(kind), kinds)
-        raise fail(f"unknown op {kind!r}{hint}")
-    for key in ("name", "when"):
-        if key in data:
-            raise fail(f"a layer choice takes no {key!r}: it is the replaced op's")
-    return data
-
-
 def _specialise(t: OpTemplate, known: Mapping[str, Value]) -> OpTemplate | None:
     """`t` with names the class fixes folded in; None when its `when` is then always false."""
     when = t.when.partial(known) if t.when is not None else None
@@ -1124,14 +899,6 @@ def _resolve_alias(ref: str, alias: Mapping[str, str]) -> str:
     base, part = parse_ref(ref)
     target = alias.get(base, base)
     return target if part is None else f"{target}[{part}]"
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
 
 
 def _template_names(block: Any, shortcut: list[Any]) -> set[str]:

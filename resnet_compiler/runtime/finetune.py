@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from .ops import REGISTRY
+from ..ops import REGISTRY
 from .weights import check_state_dict, expected_tensors
 
 

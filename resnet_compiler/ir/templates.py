@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .expr import Expr, Value
+from ..language.expr import Expr, Value
 
 # Where a block stands, as its expressions see it, and the values a class's constructor takes by
 # default for them.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:  # torch is imported where it is used
     import torch
@@ -111,7 +111,7 @@ def _find_idx(folder: Path, base: str) -> Path | None:
 def download_fashion_mnist(folder: str | os.PathLike[str], mirror: str = FASHION_MNIST_MIRROR,
                            timeout: float = 30.0) -> None:
     """Fetch the four gzip IDX files that are not already in `folder`."""
-    from .outputs import write_atomic
+    from ..outputs import write_atomic
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
     for base in FASHION_MNIST_FILES.values():
@@ -200,7 +200,7 @@ def _read_images(files: list[Path], channels: int, size: tuple[int, int],
     """Decode with PIL, convert to the wanted channel count and resize to `size` (`resize` mode)."""
     import torch
 
-    from .images import image_mode, read_image  # the decoding `infer` uses too
+    from ..runtime.images import image_mode, read_image  # the decoding `infer` uses too
     image_mode(channels)
     out = torch.empty(len(files), channels, *size)
     for i, f in enumerate(files):

@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import Problem
+from ..errors import Problem
+from ..messages import did_you_mean
+from .library import builtin_library
 from .load import Document, format_path
-from .messages import did_you_mean
+from .spec import OP_KINDS, Library, Spec
+from .validation import validate
 
 STAGE_KEYS = ("block", "depth", "channels", "stride", "name", "block_names", "shortcut",
               "dilation", "norm", "act", "aa", "attn")
@@ -47,16 +50,18 @@ def _params(block: Any) -> dict[str, Any]:
     return params if isinstance(params, dict) else {}
 
 
-def reference_problems(doc: Document) -> tuple[list[Problem], set[Path]]:
+def validate_spec(doc: Document) -> Spec:
+    """A whole spec validated: the checks of names and params against the built-in library
+    and the spec's own, then the models, every problem reported in one run."""
+    return validate(doc, Spec, reference_problems(doc, builtin_library()))
+
+
+def reference_problems(doc: Document, library: Library) -> tuple[list[Problem], set[Path]]:
     """Problems with names and params, and the required-key locations an unknown key most likely
     meant (pydantic's 'missing' there would repeat the same mistake)."""
-    from .blocks import builtin_library
-    from .spec import OP_KINDS
-
     data = doc.data
     if not isinstance(data, dict):
         return [], set()
-    library = builtin_library()
     blocks = _library(data, "blocks", library.blocks)
     shortcuts = _library(data, "shortcuts", library.shortcuts)
     problems: list[Problem] = []

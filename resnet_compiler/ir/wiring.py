@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .messages import did_you_mean
-from .ops import REGISTRY
+from ..messages import did_you_mean
+from ..ops import REGISTRY
 
 BLOCK_INPUT = "x"
 RESIDUAL = "add"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 FIELDS = ("runtime", "batch", "p50_ms", "p90_ms", "p99_ms", "images_per_s", "runs")
 
@@ -116,7 +116,7 @@ def _input_size(session: Any) -> tuple[int, int, int]:
     if "preprocessing" not in meta:
         raise UsageError("the model's input size is symbolic and it has no preprocessing "
                          "metadata to take the size from")
-    from .preprocessing import Preprocessing
+    from ..language.preprocessing import Preprocessing
     p = Preprocessing.from_json(meta["preprocessing"])
     return p.channels, p.height, p.width
 
@@ -166,7 +166,7 @@ def spec_runtimes(spec: str, provider: str, threads: int | None, weights: Any,
     module with the same weights in eager mode (and compiled)."""
     import torch
 
-    from .compiler import compile as compile_spec
+    from ..compiler import compile as compile_spec
     from .devices import torch_device
     from .verify import _torch_module
     from .weights import as_numpy_state_dict, check_state_dict, init_weights
