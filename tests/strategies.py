@@ -430,13 +430,19 @@ _UNKNOWN_KEYS = ["chanels", "strde", "depht", "kernal", "blok", "widht", "zzz", 
 def invalid_specs(draw: st.DrawFn) -> Mutation:
     """One mutation of a valid spec that the compiler must refuse."""
     spec = draw(valid_specs(max_side=64, max_stages=3))
+    if isinstance(spec.get("head"), list):  # mutations edit the head's mapping form
+        spec["head"] = {}
     bad = copy.deepcopy(spec)
     kind = draw(st.sampled_from(["wrong_type", "negative", "zero", "float_size", "unknown_key",
                                  "missing_key", "bad_name", "shape_break", "groups",
                                  "unknown_block", "bad_float"]))
     if kind in ("wrong_type", "negative", "zero", "float_size"):
         path = draw(st.sampled_from(_int_leaves(spec, positive_only=kind != "negative")))
-        value = {"wrong_type": st.sampled_from(_NOT_INTEGERS),
+        not_integers = [v for v in _NOT_INTEGERS
+                        if not (v is None and path[0] == "stem" and path[-1] == "stride")
+                        and not (v == [4] and path[0] == "stages" and path[-1] == "channels")]
+        # (a stem pool's stride may be null: the kernel; a stage's channels a list of widths)
+        value = {"wrong_type": st.sampled_from(not_integers),
                  "negative": st.integers(-10**6, -1),
                  "zero": st.just(0),
                  "float_size": st.sampled_from([0.5, 3.5, 16.0, 1e3])}[kind]

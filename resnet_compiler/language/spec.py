@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
 
 from ..ops import SPEC_OPS, OpModel
 from ..ops.base import ExprText, PositiveInt, Size, check_module_path
@@ -125,10 +126,11 @@ def _op_tag(value: Any) -> str | None:
     return kind if kind in _OP_MODELS else MODULE_TAG
 
 
-Op = Annotated[  # noqa: UP007
+# A named alias: pydantic builds the union's schema once and refers to it wherever ops appear.
+Op = TypeAliasType("Op", Annotated[  # noqa: UP007
     Union[tuple(Annotated[m, Tag(k)] for k, m in _OP_MODELS.items())  # noqa: UP007
           + (Annotated[ModuleCall, Tag(MODULE_TAG)], Annotated[Loop, Tag(LOOP_TAG)])],
-    Discriminator(_op_tag)]
+    Discriminator(_op_tag)])
 # A layer choice: an op kind (`gn`), an activation function (`silu`), or an op mapping without
 # name and when (`{op: gn, groups: 16}`).
 LayerChoice = Union[Identifier, dict[Identifier, Any]]  # noqa: UP007
@@ -326,11 +328,11 @@ class Spec(Library):
     input: Input
     num_classes: PositiveInt | None = Field(
         None, description="Classes of the classifier; required unless head is none (then ignored).")
-    defaults: Defaults = Defaults()
+    defaults: Defaults = Field(default_factory=Defaults)
     stem: list[Op] = Field(default_factory=list)
     stages: Annotated[list[Stage], Field(min_length=1)]
     head: HeadChoice = Field(
-        Head(), description="Pooling and classifier ({pool: avg}); a list of ops like the stem (a"
+        default_factory=Head, description="Pooling and classifier ({pool: avg}); a list of ops like the stem (a"
         " final conv, norm, global_pool, flatten, dropout, linear; `pre_logits` marks where"
         " forward_head(pre_logits=True) stops); or none: the network ends at its last feature map.")
     outputs: Annotated[list[ModulePath], Field(min_length=1, max_length=64)] | None = Field(

@@ -169,8 +169,14 @@ class AddOp(_Functional):
         return _same_shapes("add", inputs)
 
     def torch_call(self, module: str, inputs: Sequence[str]) -> str:
-        if any(i.startswith("*") for i in inputs):  # every copy of a loop's value, or parts
-            return f"sum({inputs[0][1:]})" if len(inputs) == 1 else f"sum([{', '.join(inputs)}])"
+        if any(i.startswith("*") for i in inputs):  # every copy of a loop's value, or parts:
+            # summed from the first value on (no 0 + ... tensor), in order, as ONNX's Add chain
+            first, *rest = inputs
+            if first.startswith("*"):
+                first, rest = f"{first[1:]}[0]", [f"*{first[1:]}[1:]", *rest]
+            if len(rest) == 1 and rest[0].startswith("*"):
+                return f"sum({rest[0][1:]}, {first})"
+            return f"sum([{', '.join(rest)}], {first})"
         return " + ".join(inputs)
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
