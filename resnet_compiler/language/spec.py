@@ -332,9 +332,10 @@ class Spec(Library):
     stem: list[Op] = Field(default_factory=list)
     stages: Annotated[list[Stage], Field(min_length=1)]
     head: HeadChoice = Field(
-        default_factory=Head, description="Pooling and classifier ({pool: avg}); a list of ops like the stem (a"
-        " final conv, norm, global_pool, flatten, dropout, linear; `pre_logits` marks where"
-        " forward_head(pre_logits=True) stops); or none: the network ends at its last feature map.")
+        default_factory=Head, description="Pooling and classifier ({pool: avg}); a list of ops"
+        " like the stem (a final conv, norm, global_pool, flatten, dropout, linear; `pre_logits`"
+        " marks where forward_head(pre_logits=True) stops); or none: the network ends at its last"
+        " feature map.")
     outputs: Annotated[list[ModulePath], Field(min_length=1, max_length=64)] | None = Field(
         None, description="Feature maps the model returns, in order: stage names (layer1), block ids"
         " (layer2.1), or stem and head.pre op names; the logits follow when a head remains.")
