@@ -90,3 +90,12 @@ def run_cli(*args: object, cwd: Path | None = None, env: dict[str, str] | None =
     exe = Path(sys.executable).with_name("resnet-compile")
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=env, timeout=timeout)
+
+
+def one_line(source: str) -> str:
+    """Generated source with the formatter's line breaks undone (`f(\n    a, b,\n)` -> `f(a, b)`),
+    so tests can look for a call whatever its width."""
+    import re
+    text = " ".join(source.split())
+    text = re.sub(r"([(\[]) ", r"\1", text)
+    return re.sub(r",? ([)\]])", r"\1", text)

@@ -34,13 +34,18 @@ MAX_NAME_LENGTH = 64
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
-def check_identifier(value: str) -> str:
+def _check_name(value: str, reserved: frozenset[str]) -> str:
     if not _IDENTIFIER.match(value) or len(value) > MAX_NAME_LENGTH:
         raise ValueError(f"{value[:80]!r} is not a valid name: use letters, digits and _, starting"
                          f" with a letter, at most {MAX_NAME_LENGTH} characters")
-    if keyword.iskeyword(value) or value in RESERVED_NAMES:
+    if keyword.iskeyword(value) or value in reserved:
         raise ValueError(f"{value!r} is reserved; choose another name")
     return value
+
+
+def check_identifier(value: str) -> str:
+    """A module or op name: also none of nn.Module's own attributes."""
+    return _check_name(value, RESERVED_NAMES)
 
 
 # What a block's or module's constructor is always given: its own params and vars may not take
@@ -53,11 +58,8 @@ CODE_NAMES = frozenset({"self", "x", "out", "nn", "torch", "math", "super", "sho
 
 
 def check_variable(value: str) -> str:
-    if not _IDENTIFIER.match(value) or len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"{value[:80]!r} is not a valid name: use letters, digits and _, starting"
-                         f" with a letter, at most {MAX_NAME_LENGTH} characters")
-    if keyword.iskeyword(value) or value in CODE_NAMES:
-        raise ValueError(f"{value!r} is reserved; choose another name")
+    """A param or var: shadows the language's names, but not the constructor's or the code's."""
+    _check_name(value, CODE_NAMES)
     if value in CONSTRUCTOR_VARIABLES or hasattr(builtins, value):
         raise ValueError(f"{value!r} is a predefined or builtin name; choose another")
     return value
