@@ -26,6 +26,7 @@ from ..language.preprocessing import Preprocessing
 from ..language.spec import PRE_LOGITS, Loop, ModuleCall
 from ..messages import did_you_mean, format_bytes, format_shape
 from ..ops import REGISTRY, SPEC_OPS, Context, ShapeError
+from ..ops.base import op_fields
 from ..version import __version__
 from .geometry import stage_geometry
 from .instances import BlockBody, Node, Port, annotate
@@ -908,7 +909,7 @@ def _template_names(block: Any, shortcut: list[Any]) -> set[str]:
         names |= Expr.parse(e).names
     ops = block.ops if block.ops is not None else [*block.branch, *block.post]
     for op in [o for o, _, _ in flatten(ops)] + list(shortcut):
-        for key, value in op.model_dump(exclude={"op", "name", "input"}, exclude_none=True).items():
+        for key, value in op_fields(op, ("op", "name", "input")).items():
             for item in value if isinstance(value, list) else [value]:
                 if not isinstance(item, str) or key == "fn":
                     continue

@@ -328,14 +328,15 @@ class Spec(Library):
     input: Input
     num_classes: PositiveInt | None = Field(
         None, description="Classes of the classifier; required unless head is none (then ignored).")
-    defaults: Defaults = Field(default_factory=Defaults)
+    defaults: Defaults = Field(default_factory=Defaults.model_construct)
     stem: list[Op] = Field(default_factory=list)
     stages: Annotated[list[Stage], Field(min_length=1)]
     head: HeadChoice = Field(
-        default_factory=Head, description="Pooling and classifier ({pool: avg}); a list of ops"
-        " like the stem (a final conv, norm, global_pool, flatten, dropout, linear; `pre_logits`"
-        " marks where forward_head(pre_logits=True) stops); or none: the network ends at its last"
-        " feature map.")
+        default_factory=Head.model_construct,
+        description="Pooling and classifier ({pool: avg}); a list of ops like the stem (a final"
+        " conv, norm, global_pool, flatten, dropout, linear; `pre_logits` marks where"
+        " forward_head(pre_logits=True) stops); or none: the network ends at its last feature"
+        " map.")
     outputs: Annotated[list[ModulePath], Field(min_length=1, max_length=64)] | None = Field(
         None, description="Feature maps the model returns, in order: stage names (layer1), block ids"
         " (layer2.1), or stem and head.pre op names; the logits follow when a head remains.")

@@ -109,6 +109,20 @@ class OpModel(BaseModel):
         " input, `spx[1]` part 1 of split `spx`); the previous op's value when left out.")
 
 
+def op_fields(op: BaseModel, exclude: tuple[str, ...]) -> dict[str, Any]:
+    """The op's attributes that are set (not None), extra keys of a module call included, read
+    directly: dumping through pydantic would build each op model's serializer on first use."""
+    out = {}
+    for k, field in type(op).model_fields.items():
+        value = getattr(op, k)
+        skip = getattr(field, "exclude_if", None)  # an option left at its default (se's act)
+        if k not in exclude and not (skip is not None and skip(value)):
+            out[k] = value
+    out.update(op.model_extra or {})
+    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in out.items()
+            if v is not None}
+
+
 @dataclass(frozen=True)
 class Context:
     """Spec-wide settings an op's defaults may depend on."""
@@ -206,7 +220,7 @@ class OpDef:
     def sources(self, op: OpModel, ctx: Context) -> dict[str, Any]:
         """The op's attributes with defaults filled in: size fields as expression text (folded
         when constant), flags and floats as values. Evaluated per instance, printed into code."""
-        raw = op.model_dump(exclude={"op", "name", "when", "input"}, exclude_none=True)
+        raw = op_fields(op, ("op", "name", "when", "input"))
         out = {k: (fold_constants(str(v)) if k in self.sizes or k in self.reals else v)
                for k, v in raw.items()}
         for k in self.size_lists:
