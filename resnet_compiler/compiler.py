@@ -10,15 +10,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-
 from .ir.expand import DEFAULT_MAX_PARAMS, build_graph
+from .ir.graph import IRGraph
 from .ir.templates import Layout
 from .language.load import Document, load_file
 from .language.references import validate_spec
 from .language.spec import Spec
 
 if TYPE_CHECKING:
+    import networkx as nx
     import torch
 
 GENERATED_PACKAGE = "resnet_compiler.generated"
@@ -30,13 +30,18 @@ class CompiledNetwork:
     emitter one call away."""
 
     spec: Spec
-    graph: nx.DiGraph
+    ir: IRGraph = field(repr=False)
     layout: Layout = field(repr=False)
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The networkx.DiGraph of the network (over the IR's own dicts, made on first use)."""
+        return self.ir.to_networkx()
 
     def __repr__(self) -> str:
         c, h, w = self.input_shape
         classes = ", ".join(self.layout.classes) or "none"
-        n = self.graph.graph["num_classes"]
+        n = self.ir.graph["num_classes"]
         ends = f"{n} classes" if n is not None else "no head"
         return (f"CompiledNetwork({self.name!r}, input {c}x{h}x{w}, {ends}"
                 f", blocks: {classes}, {self.total_params:,} params,"
@@ -44,23 +49,23 @@ class CompiledNetwork:
 
     @property
     def name(self) -> str:
-        return self.graph.graph["name"]
+        return self.ir.graph["name"]
 
     @property
     def total_params(self) -> int:
-        return self.graph.graph["total_params"]
+        return self.ir.graph["total_params"]
 
     @property
     def total_macs(self) -> int:
-        return self.graph.graph["total_macs"]
+        return self.ir.graph["total_macs"]
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return self.graph.graph["input_shape"]
+        return self.ir.graph["input_shape"]
 
     def summary(self) -> str:
         from .emit.summary import summary
-        return summary(self.graph, self.layout)
+        return summary(self.ir, self.layout)
 
     @cached_property
     def _torch_source(self) -> str:

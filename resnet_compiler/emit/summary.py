@@ -3,8 +3,12 @@ groups), parameters and MACs, a subtotal after each stage, then totals."""
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from ..ir.graph import IRGraph
 from ..ir.templates import Layout
 from ..messages import format_shape
 
@@ -29,7 +33,7 @@ def _row(node: str, d: dict) -> tuple[str, ...]:
             _count(d["macs"]))
 
 
-def _rows(graph: nx.DiGraph, layout: Layout) -> list[tuple[str, ...] | None]:
+def _rows(graph: IRGraph | nx.DiGraph, layout: Layout) -> list[tuple[str, ...] | None]:
     """Table rows in graph order (branch, projection, add, as in the code), with a subtotal row
     after each stage; None marks a rule."""
     stage_of = {block.id: stage.name for stage in layout.stages for block in stage.blocks}
@@ -54,7 +58,7 @@ def _rows(graph: nx.DiGraph, layout: Layout) -> list[tuple[str, ...] | None]:
     return rows
 
 
-def summary(graph: nx.DiGraph, layout: Layout) -> str:
+def summary(graph: IRGraph | nx.DiGraph, layout: Layout) -> str:
     rows = _rows(graph, layout)
     cells = [r for r in rows if r is not None]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(HEADERS)]

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-import networkx as nx
 from pydantic import ValidationError
 
 from ..errors import SpecError
@@ -29,6 +28,7 @@ from ..ops import REGISTRY, SPEC_OPS, Context, ShapeError
 from ..ops.base import op_fields
 from ..version import __version__
 from .geometry import stage_geometry
+from .graph import IRGraph
 from .instances import BlockBody, Node, Port, annotate
 from .layers import LAYER_SETTINGS, freeze, layer_mapping
 from .templates import (
@@ -658,7 +658,7 @@ class _Expander:
         return params
 
     # ---- whole network -----------------------------------------------------------------------
-    def run(self) -> tuple[nx.DiGraph, Layout]:
+    def run(self) -> tuple[IRGraph, Layout]:
         spec = self.spec
         shape = (spec.input.channels, spec.input.height, spec.input.width)
         x = self.add("input", annotate(REGISTRY["input"], {"op": "input", "input_shape": shape},
@@ -858,16 +858,15 @@ class _Expander:
             out[name] = node
         return out
 
-    def finish(self) -> tuple[nx.DiGraph, Layout]:
+    def finish(self) -> tuple[IRGraph, Layout]:
         spec = self.spec
         total_params = sum(d["params"] for d in self.nodes.values())
         if total_params > self.max_params:
             raise ParamLimitError.single(
                 "", f"the network has {total_params:,} parameters ({format_bytes(total_params * 4)}"
                 f" in fp32), above the limit of {self.max_params:,}", self.doc.source)
-        g = _digraph(self.nodes, self.edges)
         data = spec.normalised()  # spec_text keeps the order of keys, which block params'
-        g.graph.update(           # order in the generated code follows
+        attrs = dict(             # order in the generated code follows
             name=spec.name, input_shape=tuple(self.nodes["input"]["shape"]),
             num_classes=spec.num_classes if spec.head != "none" else None,
             spec_sha256=spec.sha256_of(data), spec_text=json.dumps(data, separators=(",", ":")),
@@ -878,7 +877,7 @@ class _Expander:
             total_macs=sum(d["macs"] for d in self.nodes.values()),
             total_acts=sum(d["acts"] for d in self.nodes.values()),
         )
-        return g, self.layout
+        return IRGraph(self.nodes, self.edges, attrs), self.layout
 
 
 def _specialise(t: OpTemplate, known: Mapping[str, Value]) -> OpTemplate | None:
@@ -920,29 +919,8 @@ def _template_names(block: Any, shortcut: list[Any]) -> set[str]:
     return names
 
 
-def _digraph(nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, dict[str, Any]]]
-             ) -> nx.DiGraph:
-    """A DiGraph of `nodes` (ids to attribute dicts, in order) and `edges`. The dicts go into the
-    graph's adjacency structure as they are: add_nodes_from/add_edges_from copy and re-check every
-    entry, which was a third of compiling a ResNet-152. The expander guarantees what they check
-    (ids unique, edges between known nodes)."""
-    g = nx.DiGraph()
-    if not all(hasattr(g, a) for a in ("_node", "_succ", "_pred")):  # another networkx layout
-        g.add_nodes_from(nodes.items())
-        g.add_edges_from(edges)
-        return g
-    for node_id, data in nodes.items():
-        g._node[node_id] = data
-        g._succ[node_id] = {}
-        g._pred[node_id] = {}
-    for u, v, data in edges:
-        g._succ[u][v] = data
-        g._pred[v][u] = data
-    return g
-
-
 def build_graph(spec: Any, doc: Document | None = None,
-                max_params: int = DEFAULT_MAX_PARAMS) -> tuple[nx.DiGraph, Layout]:
+                max_params: int = DEFAULT_MAX_PARAMS) -> tuple[IRGraph, Layout]:
     """Expand `spec` into the shape-checked, annotated graph and its code layout; raises
     SpecError."""
     return _Expander(spec, doc, max_params).run()
