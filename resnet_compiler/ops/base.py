@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from typing_extensions import TypeAliasType
 
 from ..language.expr import Expr, ExprError
 from ..language.names import check_identifier
@@ -92,8 +93,9 @@ ValueRef = Annotated[str, AfterValidator(check_value_ref)]
 OpName = Annotated[str, AfterValidator(check_module_path)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
-Size = Union[PositiveInt, ExprText]  # noqa: UP007  (pydantic needs the Union spelling here)
-Offset = Union[NonNegativeInt, ExprText]  # noqa: UP007
+# Named aliases: pydantic builds each one's schema once for all the fields that use it.
+Size = TypeAliasType("Size", Union[PositiveInt, ExprText])  # noqa: UP007
+Offset = TypeAliasType("Offset", Union[NonNegativeInt, ExprText])  # noqa: UP007
 
 
 class OpModel(BaseModel):
