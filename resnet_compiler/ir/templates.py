@@ -64,7 +64,6 @@ class ModuleTemplate:
     vars: tuple[tuple[str, Expr], ...]
     body: tuple[Item, ...]
     output: str
-    signature: tuple[str, ...] = ()  # the params the class takes (those its code reads)
 
 
 def flat_ops(items: tuple[Item, ...]) -> list[OpTemplate]:

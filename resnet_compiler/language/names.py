@@ -27,9 +27,6 @@ RESERVED_NAMES = frozenset({
     "SqueezeExcite", "SEModule", "make_divisible", "EfficientChannelAttention", "BlurPool2d", "DropPath",
     "FrozenBatchNorm2d", "StdConv2d", "OrderedDict", "log2", "ceil", "floor",  # generated helpers
 })
-PREDEFINED_VARIABLES = ("in_channels", "channels", "stride", "out_channels", "block_index",
-                        "stage_index", "stage_blocks", "global_block_index", "total_blocks",
-                        "dilation", "first_dilation", "drop_path_rate", "aa")
 MAX_NAME_LENGTH = 64
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
