@@ -3,6 +3,7 @@ PyTorch source and ONNX."""
 
 from .compiler import CompiledNetwork, compile  # noqa: E402
 from .errors import SpecError  # noqa: E402
+from .language.presets import list_models
 from .version import __version__
 
-__all__ = ["CompiledNetwork", "SpecError", "__version__", "compile"]
+__all__ = ["CompiledNetwork", "SpecError", "__version__", "compile", "list_models"]

@@ -67,3 +67,17 @@ def batch_list(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"{part!r} is not a batch size (a whole number >= 1)")
         out.append(int(part))
     return out
+
+
+SPEC_HELP = ("spec file (.yaml, .yml or .json) or a preset name (resnet50d; see `resnet-compile "
+             "models`); a file that exists wins over a preset of the same name")
+
+
+def add_spec_argument(p: argparse.ArgumentParser, name: str = "spec",
+                      help: str = SPEC_HELP) -> None:  # noqa: A002 - argparse's own word
+    """The spec positional and `--set PATH=VALUE`, as every command that takes a spec has them."""
+    p.add_argument(name, help=help)
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="PATH=VALUE",
+                   help="override a value of the spec by its dotted path, after extends: "
+                        "(stages.2.depth=23, stages.layer3.depth=23, defaults.act=silu); the "
+                        "value is YAML; repeatable")

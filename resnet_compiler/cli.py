@@ -12,10 +12,17 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from .args import Parser, batch_list, nonnegative_int, positive_int, sizes_list
+from .args import (
+    Parser,
+    add_spec_argument,
+    batch_list,
+    nonnegative_int,
+    positive_int,
+    sizes_list,
+)
 from .errors import SpecError, UsageError, VerificationError
 
-EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary")
+EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary", "spec")
 # emit/onnx.py's and data.py's, named here so that --check imports neither onnx nor numpy
 DTYPES = ("fp32", "fp16", "bf16")
 DATASETS = ("fashion-mnist", "digits", "folder")
@@ -27,13 +34,18 @@ def compile_parser() -> argparse.ArgumentParser:
         "ONNX. Other commands: `resnet-compile schema` prints the spec's JSON Schema; "
         "`resnet-compile train SPEC ...` trains the network (see `resnet-compile train --help`); "
         "`resnet-compile bench MODEL` measures latency and throughput; "
-        "`resnet-compile infer MODEL.onnx IMAGE...` classifies image files."))
-    p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
+        "`resnet-compile infer MODEL.onnx IMAGE...` classifies image files; "
+        "`resnet-compile models [PATTERN]` lists the presets; `resnet-compile diff A B` compares"
+        " two networks."))
+    add_spec_argument(p)
     p.add_argument("--check", action="store_true",
                    help="validate and print the per-layer table and totals (needs no torch)")
     p.add_argument("--emit", choices=EMIT_FORMATS,
                    help="torch: PyTorch source; onnx: ONNX model; graph: node-link JSON; "
-                        "dot: Graphviz; summary: the --check table")
+                        "dot: Graphviz; summary: the --check table; spec: the spec after "
+                        "extends:, use: and --set, as YAML")
+    p.add_argument("--origins", action="store_true",
+                   help="with --emit spec: each value's file:line (or --set) as a comment")
     p.add_argument("-o", "--output", help="output file for --emit or --check (default: stdout for "
                                          "text formats)")
     p.add_argument("--weights", help="state_dict checkpoint (.pt/.pth via torch.load("
@@ -110,6 +122,8 @@ def _run_compile(argv: Sequence[str]) -> int:
     if args.output:
         from .outputs import check_output_path
         check_output_path(args.output)
+    if args.origins and args.emit != "spec":
+        raise UsageError("resnet-compile: --origins goes with --emit spec")
     if args.sizes and not args.verify:
         raise UsageError("resnet-compile: --sizes goes with --verify")
     if args.dynamic_hw and args.emit != "onnx":
@@ -123,7 +137,8 @@ def _run_compile(argv: Sequence[str]) -> int:
     from .compiler import compile as compile_spec
     from .ir.expand import DEFAULT_MAX_PARAMS, ParamLimitError
     try:
-        net = compile_spec(args.spec, max_params=args.max_params or DEFAULT_MAX_PARAMS)
+        net = compile_spec(args.spec, max_params=args.max_params or DEFAULT_MAX_PARAMS,
+                           overrides=args.overrides)
     except ParamLimitError as e:
         e.problems[-1] = replace(e.problems[-1], message=e.problems[-1].message
                                  + "; raise it with --max-params if you mean it")
@@ -135,6 +150,8 @@ def _run_compile(argv: Sequence[str]) -> int:
         _emit_text_or_file(net.summary(), args.output)
     elif args.emit == "torch":
         _emit_text_or_file(net.to_torch_source(), args.output)
+    elif args.emit == "spec":
+        _emit_text_or_file(net.to_spec_yaml(args.origins), args.output)
     elif args.emit == "graph":
         text = net.to_dot() if args.output and args.output.endswith((".dot", ".gv")) \
             else net.to_graph_json()
@@ -219,7 +236,7 @@ def _run_bench(argv: Sequence[str]) -> int:
         "Latency percentiles and throughput per batch size: onnxruntime on an ONNX file, or for "
         "a spec its ONNX file in onnxruntime beside the emitted PyTorch module (torch eager, and "
         "torch.compile with --compile) on the same weights, in alternating rounds."))
-    p.add_argument("model", help="an ONNX file (.onnx) or a spec (.yaml, .yml, .json)")
+    add_spec_argument(p, "model", "an ONNX file (.onnx), a spec (.yaml, .yml, .json) or a preset name")
     p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu",
                    help="onnxruntime provider and torch device (default: cpu)")
     p.add_argument("--batch", type=batch_list, default=[1, 8, 32],
@@ -248,7 +265,7 @@ def _run_bench(argv: Sequence[str]) -> int:
                          "file has its weights and runs in onnxruntime only")
     from .runtime.bench import bench, format_table, to_csv, to_json
     rows, info = bench(args.model, args.provider, args.batch, args.threads, args.weights,
-                       args.compile, args.runs, args.warmup, args.rounds)
+                       args.compile, args.runs, args.warmup, args.rounds, args.overrides)
     threads = f"{args.threads} threads" if args.threads else "default threads"
     print(f"bench {info.get('name', args.model)}: {args.provider}, {threads}, {args.runs} timed "
           f"runs after {args.warmup} warm-up runs, in {min(args.rounds, args.runs)} alternating "
@@ -282,14 +299,63 @@ def _run_infer(argv: Sequence[str]) -> int:
     return 0
 
 
+def _run_models(argv: Sequence[str]) -> int:
+    p = Parser(prog="resnet-compile models", description=(
+        "List the presets that ship with the package (usable by name wherever a spec is asked "
+        "for): name, parameters, GMACs at the preset's input size, and the peer model each "
+        "equals."))
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style glob, e.g. 'resnest*'")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from .catalog import format_table, models
+    rows = models(args.pattern)
+    if args.json:
+        import json
+        print(json.dumps(rows, indent=1))
+    elif rows:
+        print(format_table(rows), end="")
+    else:
+        print(f"no preset matches {args.pattern!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_diff(argv: Sequence[str]) -> int:
+    p = Parser(prog="resnet-compile diff", description=(
+        "Compare two networks (spec files or preset names): totals and per-stage params and "
+        "MACs with their deltas, nodes added, removed or changed (with the attributes that "
+        "changed), and which of A's state_dict keys load into B. Exit 0 when the networks are "
+        "equal, 1 when they differ."))
+    p.add_argument("a", help="the first spec (file or preset name)")
+    p.add_argument("b", help="the second spec")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--set-a", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a value of A (as --set does)")
+    p.add_argument("--set-b", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a value of B")
+    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from .compiler import compile as compile_spec
+    from .diff import diff
+    result = diff(compile_spec(args.a, overrides=args.set_a),
+                  compile_spec(args.b, overrides=args.set_b))
+    if args.json:
+        import json
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        print(result.format(), end="")
+    return 0 if result.equal else 1
+
+
 def _run_train(argv: Sequence[str]) -> int:
     from .train import main as train_main
     return train_main(list(argv))
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"schema": _run_schema, "train": _run_train,
-                                                       "bench": _run_bench,
-                                                       "infer": _run_infer}
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "schema": _run_schema, "train": _run_train, "bench": _run_bench, "infer": _run_infer,
+    "models": _run_models, "diff": _run_diff}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

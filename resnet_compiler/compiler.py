@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .ir.expand import DEFAULT_MAX_PARAMS, build_graph
 from .ir.graph import IRGraph
 from .ir.templates import Layout
-from .language.load import Document, load_file
+from .language.compose import resolve
+from .language.load import Document
 from .language.references import validate_spec
 from .language.spec import Spec
 
@@ -32,6 +32,7 @@ class CompiledNetwork:
     spec: Spec
     ir: IRGraph = field(repr=False)
     layout: Layout = field(repr=False)
+    document: Document | None = field(default=None, repr=False)  # the merged spec, as written
 
     @cached_property
     def graph(self) -> nx.DiGraph:
@@ -103,6 +104,13 @@ class CompiledNetwork:
                    dynamic_hw=dynamic_hw, dtype=dtype, keep_io_types=keep_io_types,
                    class_names=class_names)
 
+    def to_spec_yaml(self, origins: bool = False) -> str:
+        """The spec after extends:, use: and overrides, as YAML that compiles to this network;
+        `origins`: each value's file:line (or --set) as a comment."""
+        from .emit.spec_yaml import emit_spec
+        doc = self.document or Document(self.spec.normalised(), f"<{self.name}>")
+        return emit_spec(doc, origins)
+
     def to_graph_json(self) -> str:
         from .emit.graph import to_json
         return to_json(self.graph)
@@ -116,17 +124,22 @@ class CompiledNetwork:
 
 
 def compile(spec: str | os.PathLike[str] | dict[str, Any] | Spec,  # noqa: A001 - the API name
-            max_params: int = DEFAULT_MAX_PARAMS) -> CompiledNetwork:
-    """Compile a spec file path, a dict, or a Spec; raises SpecError for an invalid spec."""
-    if isinstance(spec, Spec):
+            max_params: int = DEFAULT_MAX_PARAMS,
+            overrides: Mapping[str, Any] | Sequence[str] | None = None) -> CompiledNetwork:
+    """Compile a spec file path, a preset name (`"resnet50d"`; a file that exists wins), a dict,
+    or a Spec; raises SpecError for an invalid spec. `extends:` and `use:` are resolved first;
+    `overrides` then set values by dotted path (`{"stages.2.depth": 23}`, as `--set` does)."""
+    if isinstance(spec, Spec) and not overrides:
         doc = Document(spec.model_dump(mode="json"), f"<{spec.name}>")
         validate_spec(doc)  # the checks of names and params that a Spec built in code has not had
         model = spec
     else:
-        doc = load_file(spec) if isinstance(spec, (str, os.PathLike, Path)) else Document(spec, "<dict>")
+        if isinstance(spec, Spec):
+            spec = spec.model_dump(mode="json", exclude_defaults=True)
+        doc = resolve(spec, overrides)
         model = validate_spec(doc)
     graph, layout = build_graph(model, doc, max_params)
-    return CompiledNetwork(model, graph, layout)
+    return CompiledNetwork(model, graph, layout, doc)
 
 
 __all__ = ["GENERATED_PACKAGE", "CompiledNetwork", "compile"]

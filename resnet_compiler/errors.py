@@ -14,6 +14,7 @@ class Problem:
     path: str
     message: str
     line: int | None = None
+    source: str | None = None  # the file it was written in, when not the error's own (extends:)
 
 
 @dataclass
@@ -30,7 +31,8 @@ class SpecError(Exception):
         """One line per problem, at most MAX_REPORTED of them."""
         lines = []
         for p in self.problems[:MAX_REPORTED]:
-            where = f"{self.source}:{p.line}" if p.line else self.source
+            source = p.source or self.source
+            where = f"{source}:{p.line}" if p.line else source
             lines.append(f"{where}: {p.path or '<root>'}: {p.message}" if p.path
                          else f"{where}: {p.message}")
         if len(self.problems) > MAX_REPORTED:

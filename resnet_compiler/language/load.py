@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import SpecError
+from ..errors import Problem, SpecError
 
 MAX_SPEC_BYTES = int(os.environ.get("RESNET_COMPILER_MAX_SPEC_BYTES", 1 << 20))
 MAX_DEPTH = 40
@@ -50,20 +50,41 @@ class Document:
     data: Any
     source: str = "<spec>"
     lines: dict[PathT, int] = field(default_factory=dict)
+    # where a value was written when that is not `source` (a base named by extends:, a library
+    # named by use:, or --set); a path not here comes from its nearest ancestor's file
+    sources: dict[PathT, str] = field(default_factory=dict)
 
     def line_of(self, path: Iterable[str | int]) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
         p = tuple(path)
         while True:
             if p in self.lines:
-                return self.lines[p]
+                return self.lines[p] or None  # 0: a value given on the command line
             if not p:
                 return None
             p = p[:-1]
 
-    def error(self, path: Iterable[str | int], message: str) -> SpecError:
+    def source_of(self, path: Iterable[str | int]) -> str:
+        """The file `path` was written in (or `--set`)."""
+        p = tuple(path)
+        if self.sources:
+            while True:
+                if p in self.sources:
+                    return self.sources[p]
+                if not p:
+                    break
+                p = p[:-1]
+        return self.source
+
+    def problem(self, path: Iterable[str | int], message: str) -> Problem:
+        """One problem at `path`, placed at the file and line it was written on."""
         path = tuple(path)
-        return SpecError.single(format_path(path), message, self.source, self.line_of(path))
+        source = self.source_of(path)
+        return Problem(format_path(path), message, self.line_of(path),
+                       None if source == self.source else source)
+
+    def error(self, path: Iterable[str | int], message: str) -> SpecError:
+        return SpecError([self.problem(path, message)], self.source)
 
 
 def load_file(path: str | os.PathLike[str]) -> Document:

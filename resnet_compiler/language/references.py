@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import Problem
 from ..messages import did_you_mean
 from .library import builtin_library
-from .load import Document, format_path
+from .load import Document
 from .spec import OP_KINDS, Library, Spec
 from .validation import validate
 
@@ -68,7 +68,7 @@ def reference_problems(doc: Document, library: Library) -> tuple[list[Problem], 
     meant: set[Path] = set()
 
     def report(path: Path, message: str) -> None:
-        problems.append(Problem(format_path(path), message, doc.line_of(path)))
+        problems.append(doc.problem(path, message))
 
     modules = _library(data, "modules", library.modules)
     for path, op in _ops(data):

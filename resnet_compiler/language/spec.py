@@ -342,6 +342,10 @@ class Spec(Library):
         " (layer2.1), or stem and head.pre op names; the logits follow when a head remains.")
     output_stride: Literal[8, 16, 32] | None = Field(
         None, description="Replace the last stages' strides by dilation (timm's output_stride).")
+    peer: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="The model this spec builds, as `timm:resnet50d` or "
+        "`torchvision:resnet50`; it describes this file only (a spec that extends it does not "
+        "inherit it) and is not part of the network or its hash.")
 
     @model_validator(mode="after")
     def _classifier_or_features(self) -> Spec:
@@ -356,7 +360,7 @@ class Spec(Library):
     def normalised(self) -> dict[str, Any]:
         """The spec as plain data, settings left at their defaults left out (so new settings do
         not change old specs' hashes), keys in the order written."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        return self.model_dump(mode="json", exclude_defaults=True, exclude={"peer"})
 
     @staticmethod
     def sha256_of(normalised: dict[str, Any]) -> str:
@@ -374,4 +378,12 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "resnet-spec.schema.json"
     schema["title"] = "resnet-compiler spec"
+    # resolved before validation (language/compose.py), so not fields of the model
+    schema["properties"]["extends"] = {
+        "type": "string", "description": "A spec this one builds on: a file path (relative to "
+        "this spec) or a preset name. Mappings merge, scalars and lists replace, a mapping in "
+        "place of a list patches its items by index or name; `_replace_: true` replaces."}
+    schema["properties"]["use"] = {
+        "type": "array", "items": {"type": "string"}, "description": "Libraries of blocks:, "
+        "modules: and shortcuts: (files relative to this spec, or built-in library names)."}
     return schema

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import Problem, SpecError
 from ..messages import did_you_mean
-from .load import Document, format_path
+from .load import Document
 from .spec import _OP_MODELS, LOOP_TAG, MODULE_TAG, OP_KINDS, REQUIRED, Spec
 
 
@@ -146,7 +146,7 @@ def _problems(e: ValidationError, model: type[BaseModel], doc: Document,
         if key in seen:
             continue
         seen.add(key)
-        problems.append(Problem(format_path(loc), msg, doc.line_of(loc)))
+        problems.append(doc.problem(loc, msg))
     return problems
 
 

@@ -161,7 +161,8 @@ def torch_runtime(module: Any, input_shape: tuple[int, int, int], device: str,
 
 
 def spec_runtimes(spec: str, provider: str, threads: int | None, weights: Any,
-                  compile_too: bool, tmp: str) -> tuple[Any, list[Runtime]]:
+                  compile_too: bool, tmp: str,
+                  overrides: Sequence[str] = ()) -> tuple[Any, list[Runtime]]:
     """For a spec: its ONNX file (written into `tmp`) in onnxruntime, and the emitted PyTorch
     module with the same weights in eager mode (and compiled)."""
     import torch
@@ -171,7 +172,7 @@ def spec_runtimes(spec: str, provider: str, threads: int | None, weights: Any,
     from .verify import _torch_module
     from .weights import as_numpy_state_dict, check_state_dict, init_weights
 
-    net = compile_spec(spec)
+    net = compile_spec(spec, overrides=overrides)
     device = torch_device(provider)
     sd = init_weights(net.graph, realistic_bn=True) if weights is None \
         else as_numpy_state_dict(weights)
@@ -191,18 +192,22 @@ def spec_runtimes(spec: str, provider: str, threads: int | None, weights: Any,
 
 def bench(model: str, provider: str = "cpu", batches: Sequence[int] = (1, 8, 32),
           threads: int | None = None, weights: Any = None, compile_too: bool = False,
-          runs: int = 20, warmup: int = 3, rounds: int = 4) -> tuple[list[Row], dict[str, Any]]:
-    """Rows for an ONNX file (onnxruntime) or a spec (onnxruntime, torch eager, torch.compile),
-    and a description of the run."""
+          runs: int = 20, warmup: int = 3, rounds: int = 4,
+          overrides: Sequence[str] = ()) -> tuple[list[Row], dict[str, Any]]:
+    """Rows for an ONNX file (onnxruntime) or a spec or preset name (onnxruntime, torch eager,
+    torch.compile), and a description of the run."""
     is_onnx = model.endswith(".onnx")
-    if not Path(model).is_file():
-        raise UsageError(f"{model}: no such {'ONNX' if is_onnx else 'spec'} file")
+    if is_onnx and not Path(model).is_file():
+        raise UsageError(f"{model}: no such ONNX file")
+    if is_onnx and overrides:
+        raise UsageError("--set changes a spec; an ONNX file is already compiled")
     info: dict[str, Any] = {"model": model, "provider": provider, "threads": threads,
                             "runs": runs, "warmup": warmup, "rounds": rounds}
     with tempfile.TemporaryDirectory(prefix="resnet-bench-") as tmp:
         if is_onnx:
             runtimes = [onnx_runtime(model, provider, threads)]
         else:
-            net, runtimes = spec_runtimes(model, provider, threads, weights, compile_too, tmp)
+            net, runtimes = spec_runtimes(model, provider, threads, weights, compile_too, tmp,
+                                          overrides)
             info["name"] = net.name
         return measure(runtimes, batches, runs, warmup, rounds), info

@@ -10,7 +10,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..args import Parser, nonnegative_float, nonnegative_int, positive_int
+from ..args import (
+    Parser,
+    add_spec_argument,
+    nonnegative_float,
+    nonnegative_int,
+    positive_int,
+)
 from ..errors import UsageError
 from ..messages import did_you_mean
 
@@ -26,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="resnet-compile train", description=(
         "Train the network of SPEC (the chapter's defaults: SGD, lr 0.05, batch 128, 10 epochs, "
         "images resized to the spec's input). Under torchrun it runs DistributedDataParallel."))
-    p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
+    add_spec_argument(p)
     _add_data_options(p)
     _add_optimisation_options(p)
     _add_finetune_options(p)

@@ -77,7 +77,7 @@ def deterministic_setting_kept() -> Iterator[None]:
 def plan_run(args: argparse.Namespace, dist: Dist) -> Plan:
     """Compile the spec and check the output folder and the options that depend on it."""
     from ..compiler import compile as compile_spec
-    net = compile_spec(args.spec)
+    net = compile_spec(args.spec, overrides=args.overrides)
     if net.graph.graph.get("outputs"):  # the model returns a list of feature maps
         raise UsageError(f"{args.spec}: training needs a classifier that returns logits alone;"
                          " remove outputs: (and head: none) to train, then reuse the weights")

@@ -1,0 +1,62 @@
+"""The presets that ship in the package, found by name from any directory.
+
+A preset is a YAML file under `resnet_compiler/presets/` (the repository's `spec/`) whose name does
+not start with `_`; files and folders starting with `_` are the bases and libraries presets
+extend and use. Names are file names without `.yaml`, unique across the folders.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+from functools import lru_cache
+from pathlib import Path
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@lru_cache(maxsize=1)
+def preset_paths() -> dict[str, Path]:
+    """name -> file of every preset, in name order."""
+    found: dict[str, Path] = {}
+    for folder, dirs, files in os.walk(PRESETS_DIR):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+        for f in sorted(files):
+            if f.endswith(".yaml") and not f.startswith(("_", ".")):
+                found.setdefault(f[: -len(".yaml")], Path(folder) / f)
+    return dict(sorted(found.items()))
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """The names of the presets that match a shell-style glob (`resnest*`), sorted, as timm's
+    `list_models` gives them."""
+    return [n for n in preset_paths() if fnmatch.fnmatchcase(n, pattern)]
+
+
+def preset_path(name: str) -> Path | None:
+    """The file of preset `name`, or None."""
+    return preset_paths().get(name)
+
+
+def looks_like_name(text: str) -> bool:
+    """Whether `text` could be a preset name rather than a path (no folder, no spec suffix)."""
+    return bool(text) and os.sep not in text and "/" not in text and not text.endswith(SPEC_SUFFIXES)
+
+
+def suggest(name: str) -> str:
+    """`; did you mean 'x'?` over the preset names, or ''."""
+    close = difflib.get_close_matches(name, list(preset_paths()), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def locate(text: str, base_dir: Path | None = None) -> Path | None:
+    """What a spec argument names: a file that exists (relative to `base_dir`, or the working
+    folder) wins over a preset of the same name; then a preset; None when neither exists."""
+    candidate = Path(text) if base_dir is None or os.path.isabs(text) else base_dir / text
+    if candidate.is_file() or candidate.is_dir():
+        return candidate
+    if looks_like_name(text):
+        return preset_path(text)
+    return None
