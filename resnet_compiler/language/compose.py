@@ -79,6 +79,7 @@ def _resolve(doc: Document, folder: Path, chain: tuple[Path, ...]) -> Layers | N
             layers = Layers(library)
         else:
             layers.apply(library)
+        layers.libraries.append(_shown(Path(library.source)))
     if layers is None:
         return Layers(own)
     layers.apply(own)
@@ -99,7 +100,7 @@ def _base_path(doc: Document, folder: Path, chain: tuple[Path, ...]) -> Path:
     seen = [p.resolve() for p in chain]
     if found.resolve() in seen:
         loop = [*chain[seen.index(found.resolve()):], found]
-        raise doc.error((EXTENDS,), "extends: makes a cycle: " + " -> ".join(_shown(p) for p in loop))
+        raise doc.error((EXTENDS,), "makes a cycle: " + " -> ".join(_shown(p) for p in loop))
     if len(chain) >= MAX_CHAIN:
         raise doc.error((EXTENDS,), f"more than {MAX_CHAIN} levels of extends:")
     return found

@@ -53,6 +53,7 @@ class Document:
     # where a value was written when that is not `source` (a base named by extends:, a library
     # named by use:, or --set); a path not here comes from its nearest ancestor's file
     sources: dict[PathT, str] = field(default_factory=dict)
+    libraries: tuple[str, ...] = ()  # the library files named by use: on the way
 
     def line_of(self, path: Iterable[str | int]) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -293,6 +294,8 @@ class _YamlWalker:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     raise self._fail(key_node, path, "YAML merge keys (<<) are not supported")
                 key = self._walk(key_node, path, depth + 1)
+                if isinstance(key, int) and not isinstance(key, bool):
+                    key = str(key)  # `stages: {2: {depth: 23}}` patches a list item by index
                 if not isinstance(key, str):
                     raise self._fail(key_node, path, f"keys must be strings, not {key!r}")
                 if key in out:

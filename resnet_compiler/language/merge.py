@@ -62,7 +62,8 @@ def no_item(items: list[Any], key: Any, path: PathT) -> str:
     close = difflib.get_close_matches(str(key), names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     count = f"{len(items)} {what}{'s' if len(items) != 1 else ''}"
-    return (f"no {what} {key!r} to set in {format_path(path)} ({count}: an index 0 to "
+    shown = key if isinstance(key, int) or str(key).isdigit() else repr(key)
+    return (f"no {what} {shown} to set in {format_path(path)} ({count}: an index 0 to "
             f"{len(items) - 1}{known}){hint}" if items else f"{format_path(path)} is empty")
 
 
@@ -74,11 +75,12 @@ class Layers:
         self.data = copy.deepcopy(doc.data)
         self.lines: dict[PathT, int] = {}
         self.sources: dict[PathT, str] = {}
+        self.libraries: list[str] = []
         self._record(self.data, (), (), doc)
 
     def document(self) -> Document:
         """The merged spec, named after the last file applied."""
-        return Document(self.data, self.source, self.lines, self.sources)
+        return Document(self.data, self.source, self.lines, self.sources, tuple(self.libraries))
 
     def apply(self, doc: Document) -> None:
         """Lay `doc`'s data (a mapping) over what is here."""

@@ -100,7 +100,9 @@ def reference_problems(doc: Document, library: Library) -> tuple[list[Problem], 
         if not isinstance(name, str):
             continue
         if name not in blocks:
-            report((*path, "block"), f"unknown block {name!r} (blocks: "
+            used_libraries = f"; use: {', '.join(doc.libraries)} does not define it" \
+                if doc.libraries else ""
+            report((*path, "block"), f"unknown block {name!r}{used_libraries} (blocks: "
                    f"{', '.join(sorted(blocks))}){did_you_mean(name, blocks)}")
             continue
         params = _params(blocks[name])
