@@ -99,3 +99,15 @@ def one_line(source: str) -> str:
     text = " ".join(source.split())
     text = re.sub(r"([(\[]) ", r"\1", text)
     return re.sub(r",? ([)\]])", r"\1", text)
+
+
+def flat_spec(path: Path | str) -> dict:
+    """A preset as plain data with its `extends:` and `use:` resolved (what tests edit)."""
+    from resnet_compiler.language.compose import resolve
+    return resolve(str(path)).data
+
+
+def flat_text(path: Path | str) -> str:
+    """A preset written out flat, as `--emit spec` writes it."""
+    import resnet_compiler as rc
+    return rc.compile(path).to_spec_yaml()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-from support import ROOT, run_cli
+from support import ROOT, flat_text, run_cli
 
-RESNET18 = (ROOT / "spec" / "resnet18.yaml").read_text()
+RESNET18 = flat_text(ROOT / "spec" / "resnet18.yaml")
 ERROR_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<path>[^:]+): (?P<msg>.+)$")
 
 

@@ -11,15 +11,14 @@ import onnxruntime as ort
 import pytest
 import timm
 import torch
-import yaml
-from support import ROOT
+from support import ROOT, flat_spec, flat_text
 
 import resnet_compiler as rc
 from resnet_compiler.errors import SpecError
 
 
 def _zoo(name: str, side: int = 32) -> dict[str, Any]:
-    spec = yaml.safe_load((ROOT / "spec" / "zoo" / f"{name}.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / "zoo" / f"{name}.yaml")
     spec["input"] = {"channels": 3, "height": side, "width": side}
     spec["num_classes"] = 5
     return spec
@@ -193,7 +192,7 @@ def test_fan_in_over_a_value_without_parts_is_refused() -> None:
 
 @pytest.mark.parametrize("attn", ["cbam", "se", "eca"])
 def test_the_attention_choice_fills_every_block(attn: str) -> None:
-    spec = yaml.safe_load((ROOT / "spec" / "resnet18.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / "resnet18.yaml")
     spec["defaults"] = {"attn": attn}
     net = rc.compile(spec)
     theirs = timm.create_model("resnet18", block_args=dict(attn_layer=attn))
@@ -227,7 +226,7 @@ def test_rough_edges_are_one_line_errors_at_their_own_key(change: dict[str, Any]
 def test_debug_prints_the_one_line_error_after_the_traceback(tmp_path: Any) -> None:
     from support import run_cli
     spec = tmp_path / "s.yaml"
-    spec.write_text((ROOT / "spec" / "resnet18.yaml").read_text().replace(
+    spec.write_text(flat_text(ROOT / "spec" / "resnet18.yaml").replace(
         "op: maxpool", "op: maxpoool"))
     plain = run_cli(spec, "--check")
     debug = run_cli(spec, "--check", "--debug")
@@ -249,7 +248,7 @@ REGNETZ_LIST_HEAD = [
 
 
 def test_a_head_written_as_ops_equals_timms_head_and_pre_logits() -> None:
-    spec = yaml.safe_load((ROOT / "spec" / "zoo" / "regnetz_005.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / "zoo" / "regnetz_005.yaml")
     spec["head"] = REGNETZ_LIST_HEAD
     net = rc.compile(spec)
     theirs = timm.create_model("regnetz_005", drop_rate=0.2).eval()
@@ -266,14 +265,14 @@ def test_a_head_written_as_ops_equals_timms_head_and_pre_logits() -> None:
 
 
 def test_a_head_without_a_classifier_is_refused() -> None:
-    spec = yaml.safe_load((ROOT / "spec" / "zoo" / "regnetz_005.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / "zoo" / "regnetz_005.yaml")
     spec["head"] = REGNETZ_LIST_HEAD[:4]
     with pytest.raises(SpecError, match="must end in the classifier's 1000 outputs"):
         rc.compile(spec)
 
 
 def test_a_stage_gives_one_width_per_block() -> None:
-    spec = yaml.safe_load((ROOT / "spec" / "resnet50.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / "resnet50.yaml")
     spec["stages"][1].update(channels=[128, 120, 112, 128], base_width=[64, 64, 32, 64])
     model = rc.compile(spec).build_torch()
     assert [b.conv2.out_channels for b in model.layer2] == [128, 120, 56, 128]

@@ -15,7 +15,7 @@ from conftest import examples
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from strategies import valid_specs
-from support import ROOT, realistic_bn, rel_err, run_cli
+from support import ROOT, flat_spec, realistic_bn, rel_err, run_cli
 from torchvision.models.feature_extraction import create_feature_extractor
 
 import resnet_compiler as rc
@@ -27,7 +27,7 @@ STAGES = ["layer1", "layer2", "layer3", "layer4"]
 
 
 def _spec(name: str, size: int = 64, **changes: object) -> dict:
-    spec = yaml.safe_load((ROOT / "spec" / f"{name}.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / f"{name}.yaml")
     spec["input"] = {"channels": 3, "height": size, "width": size}
     spec.update(changes)
     return spec

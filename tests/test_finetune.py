@@ -14,7 +14,7 @@ import torch
 import torchvision
 import yaml
 from PIL import Image
-from support import ROOT, realistic_bn
+from support import ROOT, flat_spec, realistic_bn
 
 import resnet_compiler as rc
 from resnet_compiler.cli import main as cli_main
@@ -45,7 +45,7 @@ def _write_spec(path: Path, spec: dict) -> Path:
 
 
 def _resnet18_spec(channels: int, classes: int, size: int) -> dict:
-    spec = yaml.safe_load((ROOT / "spec/resnet18.yaml").read_text())
+    spec = flat_spec(ROOT / "spec/resnet18.yaml")
     spec["input"] = {"channels": channels, "height": size, "width": size}
     spec["num_classes"] = classes
     return spec
@@ -130,7 +130,7 @@ def test_first_conv_adaptation_follows_the_rule(channels: int, tv18: dict) -> No
 def test_timm_classifier_found_from_the_graph(tmp_path: Path) -> None:
     """timm's ResNetV2 names its stem conv stem.conv and its classifier head.fc (a 1x1 conv):
     both are found from the graph; a safetensors copy of the weights fits the same way."""
-    spec = yaml.safe_load((ROOT / "spec/resnetv2_50.yaml").read_text())
+    spec = flat_spec(ROOT / "spec/resnetv2_50.yaml")
     spec["input"] = {"channels": 1, "height": 32, "width": 32}
     spec["num_classes"] = 7
     graph = rc.compile(spec).graph

@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 import torch
 import yaml
-from support import ROOT
+from support import ROOT, flat_spec
 
 import resnet_compiler as rc
 
@@ -44,7 +44,7 @@ def test_when_makes_an_optional_submodule_not_a_second_class() -> None:
     assert "self.se = None" in source
     model = net.build_torch()
     assert model.layer2[0].se is None and model.layer3[0].se is not None
-    spec = yaml.safe_load((ROOT / "spec" / "seresnet50.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / "seresnet50.yaml")
     spec["stages"][1]["se"] = False
     source = rc.compile(spec).to_torch_source()
     assert source.count("(nn.Module):") == 3  # SEModule, the block, the model

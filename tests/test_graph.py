@@ -6,7 +6,7 @@ import json
 
 import networkx as nx
 import pytest
-from support import ROOT
+from support import ROOT, flat_text
 
 import resnet_compiler as rc
 from resnet_compiler.errors import SpecError
@@ -64,7 +64,7 @@ def test_preactivation_projection_reads_the_normalised_input() -> None:
 
 
 def test_spec_hash_is_of_the_normalised_spec(tmp_path) -> None:
-    text = (ROOT / "spec" / "resnet18.yaml").read_text()
+    text = flat_text(ROOT / "spec" / "resnet18.yaml")
     reformatted = tmp_path / "r18.json"
     import yaml
     reformatted.write_text(json.dumps(yaml.safe_load(text), indent=4))

@@ -13,14 +13,14 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
-from support import ROOT, run_cli
+from support import ROOT, flat_spec, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.errors import SpecError
 
 
 def _zoo(name: str, side: int = 32) -> dict[str, Any]:
-    spec = yaml.safe_load((ROOT / "spec" / "zoo" / f"{name}.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / "zoo" / f"{name}.yaml")
     spec["input"] = {"channels": 3, "height": side, "width": side}
     spec["num_classes"] = 5
     return spec
@@ -115,7 +115,7 @@ def test_input_outside_a_block_is_refused_by_the_cli(tmp_path: Path) -> None:
 
 def test_a_chain_written_with_inputs_is_the_same_network() -> None:
     """`input:` naming the previous op is what a plain list means: same graph, same code."""
-    library = yaml.safe_load((ROOT / "resnet_compiler" / "language" / "blocks.yaml").read_text())
+    library = yaml.safe_load((ROOT / "resnet_compiler" / "language" / "builtin" / "resnet.yaml").read_text())
     chain = _zoo("skresnet18")
     chain["blocks"] = {"mine": library["blocks"]["bottleneck"]}
     chain.pop("defaults")

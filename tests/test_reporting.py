@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from support import ROOT, run_cli
+from support import ROOT, flat_text, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.errors import UsageError
 
 
 def _resnet18_with(tmp_path: Path, edit: dict[str, str], extra: str = "") -> Path:
-    text = (ROOT / "spec" / "resnet18.yaml").read_text()
+    text = flat_text(ROOT / "spec" / "resnet18.yaml")
     for old, new in edit.items():
         assert old in text
         text = text.replace(old, new, 1)

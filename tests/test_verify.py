@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from support import ROOT, run_cli
+from support import ROOT, flat_spec, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.errors import UsageError
@@ -130,10 +130,9 @@ def test_onnx_inference_example_runs():
 def test_verify_passes_for_modules_that_compute_constants_when_built(name: str) -> None:
     """ECA's kernel size and blur pooling's fixed filter are computed in the constructor; split
     parts are ONNX values of their own. verify builds real modules and checks every value."""
-    import yaml
 
     from resnet_compiler.runtime.verify import verify
-    spec = yaml.safe_load((ROOT / "spec" / "zoo" / f"{name}.yaml").read_text())
+    spec = flat_spec(ROOT / "spec" / "zoo" / f"{name}.yaml")
     spec["input"] = {"channels": 3, "height": 64, "width": 64}
     report = verify(rc.compile(spec))
     assert report.ok, report.format()

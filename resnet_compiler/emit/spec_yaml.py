@@ -18,6 +18,7 @@ import yaml
 from ..language.load import Document, PathT
 
 INDENT = "  "
+FLOW_WIDTH = 96  # a flow mapping longer than this is written one key per line
 
 
 def emit_spec(doc: Document, origins: bool = False) -> str:
@@ -73,9 +74,12 @@ class _Writer:
         self.out.append(f"{INDENT * indent}{text}{comment}\n")
 
     def one_origin(self, value: dict[str, Any], path: PathT) -> bool:
-        """Whether a mapping of flat values was written on one line of one file."""
+        """Whether a mapping of flat values goes on one line: without origins when it fits, with
+        them when it was written on one line of one file."""
         if not all(_flat(v) for v in value.values()):
             return False
+        if not self.origins:
+            return len(_flow(value)) <= FLOW_WIDTH
         where = {(self.doc.source_of((*path, k)), self.doc.line_of((*path, k))) for k in value}
         return len(where) <= 1
 

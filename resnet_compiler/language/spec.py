@@ -1,7 +1,7 @@
 """The spec language: pydantic models, validation, and friendly error messages.
 
 A spec names an input, a stem (a list of ops), stages of residual blocks and a head. Blocks and
-shortcuts are templates written in the same op language, so the built-in ones (`blocks.yaml`)
+shortcuts are templates written in the same op language, so the built-in ones (`builtin/*.yaml`)
 and a user's own are handled by one mechanism.
 """
 
