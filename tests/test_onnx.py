@@ -11,7 +11,7 @@ import pytest
 import torch
 import torchvision
 import yaml
-from support import EXAMPLE_SPECS, SPECS, realistic_bn, rel_err, run_cli
+from support import EXAMPLE_SPECS, SPECS, flat_spec, realistic_bn, rel_err, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.emit.onnx import DEFAULT_OPSET, IR_VERSION, build_model, emit_onnx
@@ -25,7 +25,7 @@ SMALL = 64
 
 def compile_for_test(path) -> rc.CompiledNetwork:
     """The spec, with a smaller input for the heavy ImageNet nets to keep the suite fast."""
-    data = yaml.safe_load(path.read_text())
+    data = flat_spec(path)
     if path.stem not in FULL_SIZE and data["input"]["height"] > 2 * SMALL:
         data = copy.deepcopy(data)
         data["input"].update(height=SMALL, width=SMALL)

@@ -20,6 +20,8 @@ from resnet_compiler.emit.onnx import emit_onnx
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
     "examples/custom_block.yaml": ('30d1b1638a580338', 'edb94d51c08e2e7b'),
+    "examples/reuse/resnet101d.yaml": ('c66350121ab7bb8d', 'ac7a9358a69a7ad5'),
+    "examples/reuse/resnet101d_silu_c10.yaml": ('e15d051a495d913e', '366eccba876d063f'),
     "examples/preact_wide_cifar.yaml": ('b3bae2b02bf757dd', '3aa1228460867383'),
     "examples/scse_attention.yaml": ('99f36c1cabd23f44', '75092128dba881a0'),
     "examples/seed_resnext.yaml": ('2ffdb5e54f9fda38', 'a20e7549e33c8b35'),

@@ -311,3 +311,9 @@ def test_the_wheel_carries_every_preset_and_library(tmp_path: Path) -> None:
     want |= {f"resnet_compiler/language/builtin/{p.name}"
              for p in (ROOT / "resnet_compiler" / "language" / "builtin").glob("*.yaml")}
     assert want - names == set()
+
+
+def test_the_readme_examples_are_timms_networks() -> None:
+    equals_timm(rc.compile(ROOT / "examples" / "reuse" / "resnet101d.yaml"), "resnet101d")
+    equals_timm(rc.compile(ROOT / "examples" / "reuse" / "resnet101d_silu_c10.yaml"), "resnet101d",
+                act_layer="silu", num_classes=10)

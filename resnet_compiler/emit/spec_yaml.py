@@ -51,6 +51,15 @@ def _flat(value: Any) -> bool:
     return not isinstance(value, dict)
 
 
+def _in_presets(source: str) -> str | None:
+    """`presets/resnet50.yaml` for a file of the shipped presets (wherever they are installed)."""
+    from ..language.presets import PRESETS_DIR
+    try:
+        return "presets/" + Path(source).resolve().relative_to(PRESETS_DIR).as_posix()
+    except ValueError:
+        return None
+
+
 class _Writer:
     def __init__(self, doc: Document, origins: bool):
         self.doc = doc
@@ -62,6 +71,9 @@ class _Writer:
         line = self.doc.line_of(path)
         if source.startswith("--set") or source == "overrides":
             return source
+        inside = _in_presets(source)
+        if inside:
+            return f"{inside}:{line}" if line else inside
         try:
             shown = os.path.relpath(source)
             shown = shown if not shown.startswith("..") else source
