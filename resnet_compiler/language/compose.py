@@ -33,13 +33,12 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrid
         doc = Document(dict(spec), "<dict>")
         layers = _resolve(doc, Path.cwd(), ())
     else:
-        path = _spec_path(str(spec))
-        layers = _resolve_file(path, ())
+        doc, layers = _resolve_file(_spec_path(str(spec)), ())
     pairs = _override_pairs(overrides)
     if layers is None and not pairs:
-        return doc if isinstance(spec, Mapping) else load_file(path)
+        return doc
     if layers is None:
-        layers = Layers(doc if isinstance(spec, Mapping) else load_file(path))
+        layers = Layers(doc)
     for dotted, value, source in pairs:
         layers.set(tuple(dotted.split(".")), value, source)
     return layers.document()
@@ -55,11 +54,11 @@ def _spec_path(text: str) -> Path:
     return Path(text)  # load_file says what is wrong with it
 
 
-def _resolve_file(path: Path, chain: tuple[Path, ...]) -> Layers | None:
-    """The layers of a spec file, or None when it neither extends nor uses anything (then the
+def _resolve_file(path: Path, chain: tuple[Path, ...]) -> tuple[Document, Layers | None]:
+    """A spec file and its layers, None when it neither extends nor uses anything (then the
     file's own Document is the spec)."""
     doc = load_file(path)
-    return _resolve(doc, path.parent, (*chain, path))
+    return doc, _resolve(doc, path.parent, (*chain, path))
 
 
 def _resolve(doc: Document, folder: Path, chain: tuple[Path, ...]) -> Layers | None:
@@ -71,7 +70,8 @@ def _resolve(doc: Document, folder: Path, chain: tuple[Path, ...]) -> Layers | N
     layers = None
     if EXTENDS in data:
         base = _base_path(doc, folder, chain)
-        layers = _resolve_file(base, chain) or Layers(load_file(base))
+        base_doc, layers = _resolve_file(base, chain)
+        layers = layers or Layers(base_doc)
         for key in NOT_INHERITED:
             layers.drop(key)
     for library in _libraries(doc, folder):
@@ -97,9 +97,10 @@ def _base_path(doc: Document, folder: Path, chain: tuple[Path, ...]) -> Path:
             raise doc.error((EXTENDS,), f"no spec file {name!r} beside this spec, and no preset "
                                         f"of that name{suggest(name)}")
         raise doc.error((EXTENDS,), f"no such file {name} (looked for {folder / name})")
-    seen = [p.resolve() for p in chain]
-    if found.resolve() in seen:
-        loop = [*chain[seen.index(found.resolve()):], found]
+    seen = [os.path.realpath(p) for p in chain]
+    real = os.path.realpath(found)
+    if real in seen:
+        loop = [*chain[seen.index(real):], found]
         raise doc.error((EXTENDS,), "makes a cycle: " + " -> ".join(_shown(p) for p in loop))
     if len(chain) >= MAX_CHAIN:
         raise doc.error((EXTENDS,), f"more than {MAX_CHAIN} levels of extends:")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,12 @@ class Document:
         return SpecError([self.problem(path, message)], self.source)
 
 
+# Documents of files read before, by (path, inode, size, mtime): an extends: chain and a sweep
+# compile the same bases again and again. Documents are never changed once loaded.
+_CACHE: dict[tuple[Any, ...], Document] = {}
+_CACHE_SIZE = 64
+
+
 def load_file(path: str | os.PathLike[str]) -> Document:
     """Read a spec file with all the limits applied; raises SpecError for anything wrong."""
     source = str(path)
@@ -95,7 +102,11 @@ def load_file(path: str | os.PathLike[str]) -> Document:
     try:
         if p.is_dir():
             raise SpecError.single("", "is a directory, not a spec file", source)
-        size = p.stat().st_size
+        st = p.stat()
+        key = (source, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if stat.S_ISREG(st.st_mode) and key in _CACHE:
+            return _CACHE[key]
+        size = st.st_size
         if size > MAX_SPEC_BYTES:
             raise SpecError.single("", f"file is {size} bytes; specs are limited to "
                                        f"{MAX_SPEC_BYTES} bytes", source)
@@ -106,7 +117,12 @@ def load_file(path: str | os.PathLike[str]) -> Document:
         raise SpecError.single("", "cannot read the spec file: permission denied", source) from None
     except OSError as e:
         raise SpecError.single("", f"cannot read the spec file: {e.strerror or e}", source) from None
-    return load_bytes(raw, source, json_format=p.suffix.lower() == ".json")
+    doc = load_bytes(raw, source, json_format=p.suffix.lower() == ".json")
+    if stat.S_ISREG(st.st_mode):
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = doc
+    return doc
 
 
 def load_bytes(raw: bytes, source: str = "<spec>", json_format: bool = False) -> Document:
@@ -246,6 +262,15 @@ class _YamlWalker:
         self.constructor = yaml.constructor.SafeConstructor()
 
     def _compose(self, text: str) -> yaml.Node | None:
+        fast = getattr(yaml, "CSafeLoader", None)  # libyaml's parser, when PyYAML has it
+        if fast is not None:
+            loader = fast(text)
+            try:
+                return loader.get_single_node()
+            except (yaml.YAMLError, RecursionError):
+                pass  # the pure-Python parser below words the error (and its hint) as always
+            finally:
+                loader.dispose()
         loader = yaml.SafeLoader(text)
         try:
             return loader.get_single_node()

@@ -10,7 +10,6 @@ errors of the merged spec point at the layer that wrote them.
 
 from __future__ import annotations
 
-import copy
 import difflib
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,15 @@ from .load import Document, PathT, format_path
 
 REPLACE = "_replace_"
 ALL_ITEMS = "*"
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of plain data (mappings, lists, scalars), faster than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def _subpaths(value: Any, path: PathT) -> Iterator[PathT]:
@@ -72,11 +80,15 @@ class Layers:
 
     def __init__(self, doc: Document):
         self.source = doc.source
-        self.data = copy.deepcopy(doc.data)
-        self.lines: dict[PathT, int] = {}
-        self.sources: dict[PathT, str] = {}
+        self.data = _copy(doc.data)
         self.libraries: list[str] = []
-        self._record(self.data, (), (), doc)
+        if doc.sources or not doc.lines:  # a merged document, or data without lines
+            self.lines: dict[PathT, int] = {}
+            self.sources: dict[PathT, str] = {}
+            self._record(self.data, (), (), doc)
+        else:  # a file as loaded: every value has its line already
+            self.lines = {p: line or 0 for p, line in doc.lines.items()}
+            self.sources = dict.fromkeys(doc.lines, doc.source)
 
     def document(self) -> Document:
         """The merged spec, named after the last file applied."""
@@ -142,7 +154,7 @@ class Layers:
                 else:
                     base[key] = self._take(value, (*out, key), (*cin, key), doc)
             return base
-        self._forget(out)
+        self._forget(out, base)
         return self._take(child, out, cin, doc)
 
     def _patch_items(self, base: list[Any], patch: dict[str, Any], out: PathT, cin: PathT,
@@ -199,7 +211,13 @@ class Layers:
             self.lines[path] = line or 0
             self.sources[path] = doc.source
 
-    def _forget(self, out: PathT) -> None:
+    def _forget(self, out: PathT, old: Any = None) -> None:
+        """Drop the origins of the value at `out` (`old`: that value, when known; a scalar has
+        no values inside it)."""
+        if old is not None and not isinstance(old, (dict, list)):
+            self.lines.pop(out, None)
+            self.sources.pop(out, None)
+            return
         n = len(out)
         for table in (self.lines, self.sources):
             for path in [p for p in table if p[:n] == out]:
