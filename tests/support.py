@@ -102,9 +102,12 @@ def one_line(source: str) -> str:
 
 
 def flat_spec(path: Path | str) -> dict:
-    """A preset as plain data with its `extends:` and `use:` resolved (what tests edit)."""
+    """A preset as plain data with its `extends:` and `use:` resolved, a copy of its own (what
+    tests edit; loaded files are shared by every compile in the process)."""
+    import copy
+
     from resnet_compiler.language.compose import resolve
-    return resolve(str(path)).data
+    return copy.deepcopy(resolve(str(path)).data)
 
 
 def flat_text(path: Path | str) -> str:

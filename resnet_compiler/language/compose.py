@@ -28,7 +28,8 @@ Overrides = Mapping[str, Any] | Sequence[str] | None
 
 def resolve(spec: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrides = None) -> Document:
     """The merged spec of a file path, a preset name or plain data, with `overrides` applied
-    (a mapping of dotted paths to values, or `path=value` strings whose values are YAML)."""
+    (a mapping of dotted paths to values, or `path=value` strings whose values are YAML). The
+    Document may be the one every compile of the file shares: read it, do not change it."""
     if isinstance(spec, Mapping):
         doc = Document(dict(spec), "<dict>")
         layers = _resolve(doc, Path.cwd(), ())
