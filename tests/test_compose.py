@@ -248,7 +248,7 @@ REGNETZ_LIST_HEAD = [
 
 
 def test_a_head_written_as_ops_equals_timms_head_and_pre_logits() -> None:
-    spec = flat_spec(ROOT / "spec" / "zoo" / "regnetz_005.yaml")
+    spec = flat_spec(ROOT / "spec" / "regnet" / "regnetz_005.yaml")
     spec["head"] = REGNETZ_LIST_HEAD
     net = rc.compile(spec)
     theirs = timm.create_model("regnetz_005", drop_rate=0.2).eval()
@@ -265,7 +265,7 @@ def test_a_head_written_as_ops_equals_timms_head_and_pre_logits() -> None:
 
 
 def test_a_head_without_a_classifier_is_refused() -> None:
-    spec = flat_spec(ROOT / "spec" / "zoo" / "regnetz_005.yaml")
+    spec = flat_spec(ROOT / "spec" / "regnet" / "regnetz_005.yaml")
     spec["head"] = REGNETZ_LIST_HEAD[:4]
     with pytest.raises(SpecError, match="must end in the classifier's 1000 outputs"):
         rc.compile(spec)

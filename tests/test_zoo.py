@@ -42,9 +42,6 @@ PEERS = {
     "skresnet34": lambda: timm.create_model("skresnet34"),
     "resnest50d": lambda: timm.create_model("resnest50d"),
     "res2net50_14w_8s": lambda: timm.create_model("res2net50_14w_8s"),
-    # blocks whose residual is written out: an inner value added, no residual, stage names
-    "regnetv_040": lambda: timm.create_model("regnetv_040"),
-    "regnetz_005": lambda: timm.create_model("regnetz_005"),
     "tv_resnet101_os16": lambda: torchvision.models.resnet101(
         replace_stride_with_dilation=[False, False, True]),
     "tv_resnet50_frozenbn": lambda: torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d),

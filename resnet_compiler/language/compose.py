@@ -17,7 +17,7 @@ from .load import Document, load_file, load_text
 from .merge import Layers
 from .presets import locate, looks_like_name, suggest
 
-EXTENDS, USE = "extends", "use"
+EXTENDS, USE, REGNET = "extends", "use", "regnet"
 LIBRARY_KEYS = ("blocks", "modules", "shortcuts")
 # keys that describe the file that writes them, not the network a child builds on it
 NOT_INHERITED = ("peer",)
@@ -37,11 +37,31 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrid
         doc, layers = _resolve_file(_spec_path(str(spec)), ())
     pairs = _override_pairs(overrides)
     if layers is None and not pairs:
-        return doc
+        return _generated(doc) if isinstance(doc.data, dict) and REGNET in doc.data else doc
     if layers is None:
         layers = Layers(doc)
     for dotted, value, source in pairs:
         layers.set(tuple(dotted.split(".")), value, source)
+    doc = layers.document()
+    return _generated(doc) if isinstance(doc.data, dict) and REGNET in doc.data else doc
+
+
+def _generated(doc: Document) -> Document:
+    """A spec with a `regnet:` section: the stem, stages and head it generates, with the rest of
+    the spec laid over them (so a spec may still patch a generated stage or replace the head)."""
+    from .regnet import expand_section, section_problems
+    section = doc.data[REGNET]
+    problems = section_problems(section)
+    if problems:
+        raise SpecError([doc.problem((REGNET, *path), message) for path, message in problems],
+                        doc.source)
+    where = (REGNET,)
+    generated = Document(expand_section(section), doc.source_of(where),
+                         {(): doc.line_of(where) or 0})
+    layers = Layers(generated)
+    rest = {k: v for k, v in doc.data.items() if k != REGNET}
+    layers.apply(Document(rest, doc.source, doc.lines, doc.sources or {(): doc.source}))
+    layers.source = doc.source
     return layers.document()
 
 

@@ -10,7 +10,6 @@ errors of the merged spec point at the layer that wrote them.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +64,7 @@ def item_index(items: list[Any], key: Any, path: PathT) -> int | None:
 def no_item(items: list[Any], key: Any, path: PathT) -> str:
     """Why `key` picks nothing from the list at `path`: its size, names, and a did-you-mean."""
     what = "stage" if path == ("stages",) else "item"
+    import difflib
     names = [n for n in item_names(items, path) if n]
     known = f", or a name: {', '.join(names)}" if names else ""
     close = difflib.get_close_matches(str(key), names, n=1)
@@ -150,7 +150,7 @@ class Layers:
                 if key in base:
                     base[key] = self._merge(base[key], value, (*out, key), (*cin, key), doc)
                     self.lines[(*out, key)] = doc.lines.get((*cin, key), 0)
-                    self.sources[(*out, key)] = doc.source
+                    self.sources[(*out, key)] = doc.source_of((*cin, key))
                 else:
                     base[key] = self._take(value, (*out, key), (*cin, key), doc)
             return base
@@ -207,9 +207,9 @@ class Layers:
     def _record(self, value: Any, out: PathT, cin: PathT, doc: Document) -> None:
         n = len(out)
         for path in _subpaths(value, out):
-            line = doc.line_of((*cin, *path[n:]))
-            self.lines[path] = line or 0
-            self.sources[path] = doc.source
+            inner = (*cin, *path[n:])
+            self.lines[path] = doc.line_of(inner) or 0
+            self.sources[path] = doc.source_of(inner) if doc.sources else doc.source
 
     def _forget(self, out: PathT, old: Any = None) -> None:
         """Drop the origins of the value at `out` (`old`: that value, when known; a scalar has

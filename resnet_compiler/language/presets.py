@@ -7,8 +7,6 @@ extend and use. Names are file names without `.yaml`, unique across the folders.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +30,7 @@ def preset_paths() -> dict[str, Path]:
 def list_models(pattern: str = "*") -> list[str]:
     """The names of the presets that match a shell-style glob (`resnest*`), sorted, as timm's
     `list_models` gives them."""
+    import fnmatch
     return [n for n in preset_paths() if fnmatch.fnmatchcase(n, pattern)]
 
 
@@ -47,6 +46,7 @@ def looks_like_name(text: str) -> bool:
 
 def suggest(name: str) -> str:
     """`; did you mean 'x'?` over the preset names, or ''."""
+    import difflib
     close = difflib.get_close_matches(name, list(preset_paths()), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
