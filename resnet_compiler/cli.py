@@ -40,6 +40,10 @@ def compile_parser() -> argparse.ArgumentParser:
     add_spec_argument(p)
     p.add_argument("--check", action="store_true",
                    help="validate and print the per-layer table and totals (needs no torch)")
+    p.add_argument("--count", choices=("pycls",),
+                   help="with --check: also the totals as pycls counts them (flops: multiply-adds "
+                        "plus bias additions; acts: outputs of convs, spatial pools and linear "
+                        "layers), as the RegNet papers report them")
     p.add_argument("--emit", choices=EMIT_FORMATS,
                    help="torch: PyTorch source; onnx: ONNX model; graph: node-link JSON; "
                         "dot: Graphviz; summary: the --check table; spec: the spec after "
@@ -122,6 +126,8 @@ def _run_compile(argv: Sequence[str]) -> int:
     if args.output:
         from .outputs import check_output_path
         check_output_path(args.output)
+    if args.count and not args.check:
+        raise UsageError("resnet-compile: --count goes with --check")
     if args.origins and args.emit != "spec":
         raise UsageError("resnet-compile: --origins goes with --emit spec")
     if args.sizes and not args.verify:
@@ -145,7 +151,12 @@ def _run_compile(argv: Sequence[str]) -> int:
         raise
 
     if args.check:
-        _emit_text_or_file(net.summary(), None if args.emit else args.output)
+        text = net.summary()
+        if args.count:
+            c = net.count(args.count)
+            text += (f"{args.count} counts:       flops {c['flops']:,}, params {c['params']:,}, "
+                     f"acts {c['acts']:,}\n")
+        _emit_text_or_file(text, None if args.emit else args.output)
     if args.emit == "summary":
         _emit_text_or_file(net.summary(), args.output)
     elif args.emit == "torch":

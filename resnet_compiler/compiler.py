@@ -64,6 +64,20 @@ class CompiledNetwork:
     def input_shape(self) -> tuple[int, int, int]:
         return self.ir.graph["input_shape"]
 
+    def count(self, convention: str = "pycls") -> dict[str, int]:
+        """The network's complexity by another tool's convention, at the spec's input size.
+        `pycls`: flops (multiply-adds plus bias additions), params, and acts (the outputs of
+        every conv, spatial pool and linear layer), as the RegNet papers' tables give them."""
+        if convention != "pycls":
+            raise ValueError(f"unknown counting convention {convention!r} (known: pycls)")
+        from .ops import REGISTRY
+        flops = acts = 0
+        for _, data in self.ir.nodes(data=True):
+            f, a = REGISTRY[data["op"]].pycls_counts(data, data["macs"])
+            flops += f
+            acts += a
+        return {"flops": flops, "params": self.total_params, "acts": acts}
+
     def summary(self) -> str:
         from .emit.summary import summary
         return summary(self.ir, self.layout)

@@ -14,7 +14,7 @@ import timm
 import timm.models.regnet as timm_regnet
 import torch
 import yaml
-from support import realistic_bn, rel_err, run_cli
+from support import ROOT, realistic_bn, rel_err, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.language.regnet import generate
@@ -150,3 +150,31 @@ def test_bad_regnet_sections_are_one_line_errors(tmp_path: Path, change, message
     r = run_cli(_section_spec(tmp_path, **regnet), "--check")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and re.search(message, lines[0]), r.stderr
+
+
+# pycls's own figures (dev/model_complexity.json): R-50-1x64d, RegNetX-400MF, RegNetY-400MF,
+# RegNetY-800MF; and RegNetY-400MF at 200x200 by pycls's formulas
+PYCLS = [
+    (str(ROOT / "spec" / "resnet50.yaml"), None, (4_089_185_256, 25_557_032, 11_315_688)),
+    ("regnetx_004", None, (397_678_568, 5_157_512, 3_143_272)),
+    ("regnety_004", None, (401_849_056, 4_344_144, 3_892_496)),
+    (dict(depth=14, w0=56, wa=38.84, wm=2.4, group_width=16, se_ratio=0.25), 224,
+     (797_183_328, 6_263_168, 5_249_888)),
+    (dict(depth=16, w0=48, wa=27.89, wm=2.09, group_width=8, se_ratio=0.25), 200,
+     (353_193_952, 4_344_144, 3_236_384)),
+]
+
+
+@pytest.mark.parametrize(("spec", "size", "want"), PYCLS, ids=["r50", "x400", "y400", "y800", "y400@200"])
+def test_counts_as_pycls_counts_them(tmp_path: Path, spec, size, want) -> None:
+    if isinstance(spec, dict):
+        path = tmp_path / "r.yaml"
+        path.write_text(yaml.safe_dump({"name": "r", "input": {"channels": 3, "height": size,
+                                                                 "width": size},
+                                        "num_classes": 1000, "regnet": spec}))
+        spec = path
+    net = rc.compile(spec)
+    c = net.count("pycls")
+    assert (c["flops"], c["params"], c["acts"]) == want
+    r = run_cli(spec, "--check", "--count", "pycls")
+    assert r.returncode == 0 and f"flops {want[0]:,}, params {want[1]:,}, acts {want[2]:,}" in r.stdout

@@ -267,6 +267,12 @@ class OpDef:
         """Elements the op writes per image (pycls's activations)."""
         return math.prod(out)
 
+    def pycls_counts(self, attrs: Attrs, macs: int) -> tuple[int, int]:
+        """(flops, acts) as pycls's complexity functions count them: flops are multiply-adds
+        plus bias additions, acts the outputs of convs, spatial pools and linear layers only;
+        other ops (norms, activations, adds, global pooling) count neither."""
+        return macs, 0
+
     def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
              options: InitOptions) -> dict[str, np.ndarray]:
         """Seeded values for `tensors`, as the generated code's `_init_weights` would draw them."""

@@ -102,6 +102,10 @@ class ConvOp(OpDef):
         k = attrs["kernel"]
         return math.prod(out) * (attrs["in_channels"] // attrs["groups"]) * k * k
 
+    def pycls_counts(self, attrs: Attrs, macs: int) -> tuple[int, int]:
+        out = math.prod(attrs["shape"])
+        return macs + (out if attrs["bias"] else 0), out
+
     def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
              options: InitOptions) -> dict[str, np.ndarray]:
         weight = tensors["weight"]

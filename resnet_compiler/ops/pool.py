@@ -3,6 +3,7 @@ pooling."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,6 +64,9 @@ class BlurPool(OpModel):
 
 
 class _WindowPool(OpDef):
+    def pycls_counts(self, attrs: Attrs, macs: int) -> tuple[int, int]:
+        return macs, math.prod(attrs["shape"])  # pycls's pool2d_cx: its output, no flops
+
     sizes = {"kernel": 1, "stride": 1, "padding": 0}
     attr_names: tuple[str, ...] = ("kernel", "stride", "padding", "ceil_mode")
 

@@ -132,6 +132,10 @@ class LinearOp(OpDef):
     def macs(self, attrs: Attrs, inputs: Sequence[Shape], out: Shape) -> int:
         return attrs["in_features"] * attrs["out_features"]
 
+    def pycls_counts(self, attrs: Attrs, macs: int) -> tuple[int, int]:
+        out = attrs["out_features"]
+        return macs + (out if attrs.get("bias", True) else 0), out
+
     def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
              options: InitOptions) -> dict[str, np.ndarray]:
         return {k: uniform_fan_in(rng, s, attrs["in_features"]) for k, s in tensors.items()}
