@@ -18,7 +18,7 @@ FAMILY = sorted(p.stem for p in (ROOT / "spec" / "timm").glob("*.yaml"))
 
 
 def test_every_family_preset_has_timms_structure() -> None:
-    assert len(FAMILY) >= 89
+    assert len(FAMILY) >= 91
     for name in FAMILY:
         net = rc.compile(name)
         with torch.device("meta"):
@@ -53,3 +53,38 @@ def test_a_sample_computes_what_timm_computes(tmp_path: Path, name: str) -> None
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
         None, {"input": x.numpy()})[0]
     assert rel_err(want, got) <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["resnetv2_50d_frn", "resnetv2_50d_evos"])
+def test_the_batch_free_norms_compute_what_timm_computes(tmp_path: Path, name: str) -> None:
+    """FilterResponseNormTlu2d and EvoNorm2dS0 start at ones and zeros in timm: draw every one
+    of their tensors (weight, bias, tau or v) first, so one swapped or ignored shows."""
+    torch.manual_seed(0)
+    peer = timm.create_model(name).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for key, p in peer.named_parameters():
+            if p.dim() == 1:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2
+                        + (0.0 if key.endswith(("bias", "tau")) else 1.0))
+    net = rc.compile(name)
+    model = net.build_torch().eval()
+    model.load_state_dict(peer.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = peer(x)
+        assert rel_err(want, model(x)) <= 1e-5
+    path = tmp_path / "m.onnx"
+    net.to_onnx(path, weights=peer.state_dict(), dynamic_hw=True)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    assert rel_err(want, got) <= 1e-4
+
+
+def test_evonorm_groups_must_divide_the_channels() -> None:
+    spec = {"name": "e", "input": {"channels": 3, "height": 16, "width": 16}, "num_classes": 2,
+            "stem": [{"op": "conv", "name": "conv1", "channels": 12, "kernel": 3},
+                     {"op": "evonorm_s0", "name": "norm", "groups": 5}],
+            "stages": [{"block": "basic", "depth": 1, "channels": 12}]}
+    with pytest.raises(rc.SpecError, match=r"groups=5 must divide the channels \(12\)"):
+        rc.compile(spec)

@@ -14,6 +14,7 @@ from .multipath import AddOp, ConcatOp, MulOp, ReduceOp, SoftmaxOp, SplitOp
 from .norm import BatchNormOp, FrozenBatchNormOp, GroupNormOp
 from .pool import AvgPoolOp, BlurPoolOp, GlobalPoolOp, MaxPoolOp
 from .regularization import DropPathOp
+from .response_norm import EvoNormS0Op, FilterResponseNormOp
 from .structural import DropoutOp, FlattenOp, InputOp, LinearOp, PadOp
 
 REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
@@ -24,6 +25,7 @@ REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
     EcaOp(), BlurPoolOp(), DropPathOp(),
     PadOp(),
     SplitOp(), ConcatOp(), MulOp(), SoftmaxOp(), ReduceOp(),
+    FilterResponseNormOp(), EvoNormS0Op(),
 )}
 # Ops a spec may write (the others are placed by the compiler: input, add, head pooling, ...).
 SPEC_OPS: dict[str, OpDef] = {k: op for k, op in REGISTRY.items() if op.model is not None}

@@ -36,7 +36,7 @@ class ReLUOp(OpDef):
 # ---- the general activation ---------------------------------------------------------------------
 
 ActFn = Literal["relu", "relu6", "leaky_relu", "elu", "silu", "gelu", "gelu_tanh", "hardswish",
-                "hardsigmoid", "sigmoid", "tanh", "mish"]
+                "hardsigmoid", "sigmoid", "tanh", "mish", "identity"]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 # fn -> (nn module, whether it takes `inplace`); GELU, Sigmoid and Tanh have no in-place form
@@ -46,6 +46,7 @@ TORCH_MODULES: dict[str, tuple[str, bool]] = {
     "gelu_tanh": ("nn.GELU", False), "hardswish": ("nn.Hardswish", True),
     "hardsigmoid": ("nn.Hardsigmoid", True), "sigmoid": ("nn.Sigmoid", False),
     "tanh": ("nn.Tanh", False), "mish": ("nn.Mish", True),
+    "identity": ("nn.Identity", False),  # for norms that carry their own activation (frn)
 }
 # fn -> (its one float parameter, the default), as nn.LeakyReLU and nn.ELU name them
 PARAMETERS: dict[str, tuple[str, float]] = {"leaky_relu": ("slope", 0.01), "elu": ("alpha", 1.0)}
@@ -53,7 +54,7 @@ TORCH_KEYWORDS = {"slope": "negative_slope", "alpha": "alpha"}
 # ONNX ops that map one to one, with the opset that introduced the op (0: in every target opset)
 ONNX_SINGLE: dict[str, tuple[str, int]] = {
     "relu": ("Relu", 0), "sigmoid": ("Sigmoid", 0), "tanh": ("Tanh", 0), "hardswish": ("HardSwish", 14),
-    "mish": ("Mish", 18),
+    "mish": ("Mish", 18), "identity": ("Identity", 0),
 }
 
 
@@ -64,7 +65,8 @@ class Act(OpModel):
 
     op: Literal["act"]
     fn: ActFn = Field("relu", description="The function: relu, relu6, leaky_relu, elu, silu, gelu"
-                      " (exact), gelu_tanh, hardswish, hardsigmoid, sigmoid, tanh or mish.")
+                      " (exact), gelu_tanh, hardswish, hardsigmoid, sigmoid, tanh, mish or identity"
+                      " (none: for norms with their own activation, such as frn).")
     slope: Finite | None = Field(None, description="leaky_relu only: the negative slope (default 0.01).")
     alpha: Finite | None = Field(None, description="elu only: the scale of the negative side,"
                                  " which saturates at -alpha (default 1.0).")
