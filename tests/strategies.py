@@ -23,7 +23,9 @@ COMPOSED_BLOCK = "composed"  # a block calling a module with a loop, drawn per s
 BLOCKS = (*BUILTIN_BLOCKS, USER_BLOCK, MESH_BLOCK, COMPOSED_BLOCK)
 SHORTCUTS = ("conv_bn", "conv", "avgpool_conv_bn", "conv_only", USER_SHORTCUT)
 STEMS = ("imagenet", "small", "deep", "none")
-NORMS = ("bn", "frozen_bn", {"op": "gn", "groups": 1}, {"op": "gn", "channels_per_group": 1})
+NORMS = ("bn", "frozen_bn", {"op": "gn", "groups": 1}, {"op": "gn", "channels_per_group": 1},
+         "frn", {"op": "frn", "apply_act": False}, {"op": "evonorm_s0", "groups": 1},
+         {"op": "evonorm_s0", "channels_per_group": 1, "apply_act": False})
 ACT_FNS = ("relu", "relu6", "leaky_relu", "elu", "silu", "gelu", "gelu_tanh", "hardswish",
            "hardsigmoid", "sigmoid", "tanh", "mish")
 

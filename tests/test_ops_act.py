@@ -56,7 +56,7 @@ CASES: dict[str, tuple[dict[str, Any], Functional, type[nn.Module], dict[str, An
     "default": ({}, F.relu, nn.ReLU, {"inplace": True}),
 }
 FNS = ("relu", "relu6", "leaky_relu", "elu", "silu", "gelu", "gelu_tanh", "hardswish", "hardsigmoid",
-       "sigmoid", "tanh", "mish")
+       "sigmoid", "tanh", "mish", "identity")
 OPSETS = (13, 17, 21)
 # fused ONNX op per fn, and the first opset that has it
 FUSED = {"hardswish": ("HardSwish", 14), "mish": ("Mish", 18), "gelu": ("Gelu", 20),
