@@ -37,13 +37,21 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrid
         doc, layers = _resolve_file(_spec_path(str(spec)), ())
     pairs = _override_pairs(overrides)
     if layers is None and not pairs:
-        return _generated(doc) if isinstance(doc.data, dict) and REGNET in doc.data else doc
+        return _finished(doc)
     if layers is None:
         layers = Layers(doc)
     for dotted, value, source in pairs:
         layers.set(tuple(dotted.split(".")), value, source)
-    doc = layers.document()
-    return _generated(doc) if isinstance(doc.data, dict) and REGNET in doc.data else doc
+    return _finished(layers.document())
+
+
+def _finished(doc: Document) -> Document:
+    """The last steps, on the final values: a regnet: section generates its stages, and
+    defaults.aa reaches the stem."""
+    from .stem_aa import anti_aliased_stem
+    if isinstance(doc.data, dict) and REGNET in doc.data:
+        doc = _generated(doc)
+    return anti_aliased_stem(doc)
 
 
 def _generated(doc: Document) -> Document:

@@ -310,7 +310,8 @@ class EfficientChannelAttention(nn.Module):
     ) -> None:
         super().__init__()
         if kernel_size is None:
-            log_c = torch.tensor(float(channels), dtype=torch.float64).log2().item()
+            # on the CPU even when the model is built on another device (or on meta)
+            log_c = torch.tensor(float(channels), dtype=torch.float64, device="cpu").log2().item()
             t = int(abs(log_c + beta) / gamma)
             kernel_size = max(t if t % 2 else t + 1, 3)
         self.conv = nn.Conv1d(

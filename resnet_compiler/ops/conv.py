@@ -179,9 +179,11 @@ class StdConv2d(nn.Conv2d):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = self.weight.flatten(1)
-        var, mean = torch.var_mean(flat, dim=1, correction=0, keepdim=True)
-        weight = ((flat - mean) * torch.rsqrt(var + self.eps)).reshape_as(self.weight)
+        # batch_norm over each filter computes the standardisation as timm's StdConv2d does
+        weight = nn.functional.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1), None, None,
+            training=True, momentum=0.0, eps=self.eps,
+        ).reshape_as(self.weight)
         return nn.functional.conv2d(
             x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups
         )
