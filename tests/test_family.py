@@ -88,3 +88,40 @@ def test_evonorm_groups_must_divide_the_channels() -> None:
             "stages": [{"block": "basic", "depth": 1, "channels": 12}]}
     with pytest.raises(rc.SpecError, match=r"groups=5 must divide the channels \(12\)"):
         rc.compile(spec)
+
+
+def test_std_conv_standardises_as_timms_stdconv2d() -> None:
+    """BiT's weight-standardised convs: the emitted StdConv2d gives timm's outputs exactly."""
+    peer = timm.create_model("resnetv2_50x1_bit").eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in peer.modules():
+            if isinstance(m, torch.nn.GroupNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    model = rc.compile("resnetv2_50x1_bit").build_torch().eval()
+    model.load_state_dict(peer.state_dict(), strict=True)
+    x = torch.randn(1, 3, 64, 64, generator=g)
+    with torch.no_grad():
+        assert rel_err(peer(x), model(x)) <= 1e-7
+
+
+def test_every_generated_module_builds_on_the_meta_device() -> None:
+    for name in ("ecaresnet50d", "ecaresnetlight", "resnetv2_50d_evos", "regnety_004"):
+        net = rc.compile(name)
+        with torch.device("meta"):
+            model = net.build_torch()
+        assert all(p.is_meta for p in model.parameters())
+        assert sum(p.numel() for p in model.parameters()) == net.total_params
+
+
+@pytest.mark.parametrize(("aa", "peer_name"), [("blur", "resnetblur50"), ("avg", "resnetaa50")])
+def test_defaults_aa_reaches_the_stem_as_timms_aa_layer(aa: str, peer_name: str) -> None:
+    peer = realistic_bn(timm.create_model(peer_name)).eval()
+    net = rc.compile("resnet50", overrides={"defaults.aa": aa})
+    model = net.build_torch().eval()
+    model.load_state_dict(peer.state_dict(), strict=True)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert rel_err(peer(x), model(x)) <= 1e-5
+    assert ("maxpool.1" in net.ir.nodes) == (aa == "blur")

@@ -179,11 +179,14 @@ class StdConv2d(nn.Conv2d):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # batch_norm over each filter computes the standardisation as timm's StdConv2d does
-        weight = nn.functional.batch_norm(
-            self.weight.reshape(1, self.out_channels, -1), None, None,
-            training=True, momentum=0.0, eps=self.eps,
-        ).reshape_as(self.weight)
+        flat = self.weight.reshape(1, self.out_channels, -1)
+        if flat.shape[-1] > 1:  # batch_norm over each filter, as timm's StdConv2d computes it
+            flat = nn.functional.batch_norm(
+                flat, None, None, training=True, momentum=0.0, eps=self.eps
+            )
+        else:  # a one-value filter standardises to zero (batch_norm refuses one value)
+            flat = flat - flat
+        weight = flat.reshape_as(self.weight)
         return nn.functional.conv2d(
             x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups
         )
