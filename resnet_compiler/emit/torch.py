@@ -267,9 +267,13 @@ def _model_body(entries: list[Entry]) -> tuple[list[str], list[str], bool]:
 def _init_weights(graph: nx.DiGraph, layout: Layout) -> list[str]:
     kinds = {d["op"] for _, d in graph.nodes(data=True)}
     rules = [rule for kind, opdef in REGISTRY.items() if kind in kinds for rule in opdef.torch_init]
+    by_body: dict[tuple[str, ...], list[str]] = {}  # one branch per body: StdConv2d's is Conv2d's
+    for module_type, body in rules:
+        by_body.setdefault(tuple(body), []).append(module_type)
     lines = ["for m in self.modules():"] if rules else ["pass"]
-    for i, (module_type, body) in enumerate(rules):
-        lines.append(f"{INDENT}{'if' if i == 0 else 'elif'} isinstance(m, {module_type}):")
+    for i, (body, types_) in enumerate(by_body.items()):
+        classes = types_[0] if len(types_) == 1 else f"({', '.join(types_)})"
+        lines.append(f"{INDENT}{'if' if i == 0 else 'elif'} isinstance(m, {classes}):")
         lines += [f"{INDENT * 2}{line}" for line in body]
     if layout.zero_init_last_norm:
         by_norm: dict[str, list[str]] = {}

@@ -311,7 +311,8 @@ class EfficientChannelAttention(nn.Module):
         super().__init__()
         if kernel_size is None:
             # on the CPU even when the model is built on another device (or on meta)
-            log_c = torch.tensor(float(channels), dtype=torch.float64, device="cpu").log2().item()
+            c = torch.tensor(float(channels), dtype=torch.float64, device="cpu")
+            log_c = c.log2().item()
             t = int(abs(log_c + beta) / gamma)
             kernel_size = max(t if t % 2 else t + 1, 3)
         self.conv = nn.Conv1d(

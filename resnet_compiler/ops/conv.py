@@ -180,7 +180,8 @@ class StdConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = self.weight.reshape(1, self.out_channels, -1)
-        if flat.shape[-1] > 1:  # batch_norm over each filter, as timm's StdConv2d computes it
+        # batch_norm over each filter, as timm's StdConv2d computes it
+        if flat.shape[-1] > 1:
             flat = nn.functional.batch_norm(
                 flat, None, None, training=True, momentum=0.0, eps=self.eps
             )

@@ -64,7 +64,9 @@ class FilterResponseNormTlu2d(nn.Module):
     """Filter response normalisation with a thresholded linear unit (Singh & Krishnan): no batch
     statistics, so it behaves the same at any batch size."""
 
-    def __init__(self, num_features: int, apply_act: bool = True, eps: float = 1e-5) -> None:
+    def __init__(
+        self, num_features: int, apply_act: bool = True, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_features))
@@ -84,7 +86,11 @@ class EvoNorm2dS0(nn.Module):
     group of channels, then a per-channel affine; no batch statistics."""
 
     def __init__(
-        self, num_features: int, groups: int = 32, apply_act: bool = True, eps: float = 1e-5
+        self,
+        num_features: int,
+        groups: int = 32,
+        apply_act: bool = True,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.groups = groups
@@ -98,8 +104,8 @@ class EvoNorm2dS0(nn.Module):
             n, c, h, w = x.shape
             grouped = x.reshape(n, self.groups, c // self.groups, h, w).float()
             var = grouped.var(dim=(2, 3, 4), unbiased=False, keepdim=True)
-            std = var.add(self.eps).sqrt().to(x.dtype).expand(grouped.shape).reshape(n, c, h, w)
-            x = x * (x * self.v[:, None, None]).sigmoid() / std
+            std = var.add(self.eps).sqrt().to(x.dtype).expand(grouped.shape)
+            x = x * (x * self.v[:, None, None]).sigmoid() / std.reshape(n, c, h, w)
         return x * self.weight[:, None, None] + self.bias[:, None, None]
 '''
 
