@@ -34,9 +34,26 @@ def list_models(pattern: str = "*") -> list[str]:
     return [n for n in preset_paths() if fnmatch.fnmatchcase(n, pattern)]
 
 
+@lru_cache(maxsize=1)
+def _folders() -> tuple[Path, ...]:
+    """The preset folders, in the order preset_paths walks them."""
+    out = [PRESETS_DIR]
+    for folder, dirs, _ in os.walk(PRESETS_DIR):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+        out += [Path(folder) / d for d in dirs]
+    return tuple(out)
+
+
 def preset_path(name: str) -> Path | None:
-    """The file of preset `name`, or None."""
-    return preset_paths().get(name)
+    """The file of preset `name`, or None: a stat per folder, not a walk over every preset
+    (an extends: chain looks names up on every compile)."""
+    if not name or name.startswith(("_", ".")) or "/" in name or os.sep in name:
+        return None
+    for folder in _folders():
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def looks_like_name(text: str) -> bool:
