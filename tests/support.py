@@ -114,3 +114,20 @@ def flat_text(path: Path | str) -> str:
     """A preset written out flat, as `--emit spec` writes it."""
     import resnet_compiler as rc
     return rc.compile(path).to_spec_yaml()
+
+
+def assert_computes_like(net, peer: torch.nn.Module, tmp_path: Path, size: int = 64) -> None:
+    """The compiled network with the peer's state_dict (strict) computes the peer's outputs:
+    torch within 1e-5, and its any-size ONNX file in onnxruntime within 1e-4."""
+    import onnxruntime as ort
+    model = net.build_torch().eval()
+    model.load_state_dict(peer.state_dict(), strict=True)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = peer(x)
+        assert rel_err(want, model(x)) <= 1e-5
+    path = tmp_path / "m.onnx"
+    net.to_onnx(path, weights=peer.state_dict(), dynamic_hw=True)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    assert rel_err(want, got) <= 1e-4

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnxruntime as ort
 import pytest
 import timm
 import torch
-from support import ROOT, realistic_bn, rel_err
+from support import ROOT, assert_computes_like, realistic_bn, rel_err
 
 import resnet_compiler as rc
 
@@ -42,17 +41,7 @@ def test_a_sample_computes_what_timm_computes(tmp_path: Path, name: str) -> None
     torch.manual_seed(0)
     peer = realistic_bn(timm.create_model(name)).eval()
     net = rc.compile(name)
-    model = net.build_torch().eval()
-    model.load_state_dict(peer.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want = peer(x)
-        assert rel_err(want, model(x)) <= 1e-5
-    path = tmp_path / "m.onnx"
-    net.to_onnx(path, weights=peer.state_dict(), dynamic_hw=True)
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x.numpy()})[0]
-    assert rel_err(want, got) <= 1e-4
+    assert_computes_like(net, peer, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["resnetv2_50d_frn", "resnetv2_50d_evos"])
@@ -68,17 +57,7 @@ def test_the_batch_free_norms_compute_what_timm_computes(tmp_path: Path, name: s
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2
                         + (0.0 if key.endswith(("bias", "tau")) else 1.0))
     net = rc.compile(name)
-    model = net.build_torch().eval()
-    model.load_state_dict(peer.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want = peer(x)
-        assert rel_err(want, model(x)) <= 1e-5
-    path = tmp_path / "m.onnx"
-    net.to_onnx(path, weights=peer.state_dict(), dynamic_hw=True)
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x.numpy()})[0]
-    assert rel_err(want, got) <= 1e-4
+    assert_computes_like(net, peer, tmp_path)
 
 
 def test_evonorm_groups_must_divide_the_channels() -> None:

@@ -8,13 +8,12 @@ import random
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import timm
 import timm.models.regnet as timm_regnet
 import torch
 import yaml
-from support import ROOT, realistic_bn, rel_err, run_cli
+from support import ROOT, assert_computes_like, realistic_bn, run_cli
 
 import resnet_compiler as rc
 from resnet_compiler.language.regnet import generate
@@ -86,17 +85,7 @@ def test_timm_regnets_by_name_compute_what_timm_computes(tmp_path: Path, name: s
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0, 0.1)
     net = rc.compile(name)
-    model = net.build_torch().eval()
-    model.load_state_dict(peer.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want = peer(x)
-        assert rel_err(want, model(x)) <= 1e-5
-    path = tmp_path / "m.onnx"
-    net.to_onnx(path, weights=peer.state_dict(), dynamic_hw=True)
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x.numpy()})[0]
-    assert rel_err(want, got) <= 1e-4
+    assert_computes_like(net, peer, tmp_path)
 
 
 def test_every_timm_regnet_preset_has_timms_structure() -> None:

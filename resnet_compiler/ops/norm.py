@@ -205,6 +205,26 @@ def _operand(source: str) -> str:
     return f"({source})"
 
 
+def grouping(values: Mapping[str, Any], channels: int) -> dict[str, Any]:
+    """`groups`, from the spec's `groups` or `channels_per_group` (kept, so that a width it does
+    not divide is reported in the spec's own terms): GroupNorm's and EvoNorm's rule."""
+    cpg = values.get("channels_per_group")
+    if cpg is None:
+        return {"groups": values["groups"]}
+    return {"channels_per_group": cpg, "groups": channels // cpg}
+
+
+def groups_source(src: Mapping[str, Any], in_channels: str) -> str:
+    """The generated code's group count: the spec's `groups`, or in_channels // channels_per_group
+    (folded when both are numbers)."""
+    if "channels_per_group" not in src:
+        return text(src["groups"])
+    cpg = text(src["channels_per_group"])
+    if in_channels.isdigit() and cpg.isdigit():
+        return str(int(in_channels) // int(cpg))
+    return f"{_operand(in_channels)} // {_operand(cpg)}"
+
+
 def _shape_constant(b: Any, name: str, dims: list[int]) -> str:
     """A Reshape target as a Constant node rather than an initializer: shape inference needs
     its values, and `verify` drops initializer data before inferring shapes."""
@@ -231,14 +251,8 @@ class GroupNormOp(OpDef):
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
         c = inputs[0][0]
-        out = {"channels": c, "eps": values["eps"], "affine": values["affine"]}
-        cpg = values.get("channels_per_group")
-        if cpg is None:
-            out["groups"] = values["groups"]
-        else:  # kept so that a width it does not divide is reported in the spec's own terms
-            out["channels_per_group"] = cpg
-            out["groups"] = c // cpg
-        return out
+        return {"channels": c, "eps": values["eps"], "affine": values["affine"],
+                **grouping(values, c)}
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         (x,) = inputs
@@ -262,15 +276,7 @@ class GroupNormOp(OpDef):
         return _affine_values(tensors["weight"], rng, options) if tensors else {}
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
-        if "channels_per_group" in src:
-            cpg = text(src["channels_per_group"])
-            if in_channels.isdigit() and cpg.isdigit():
-                groups = str(int(in_channels) // int(cpg))
-            else:
-                groups = f"{_operand(in_channels)} // {_operand(cpg)}"
-        else:
-            groups = text(src["groups"])
-        args = [groups, in_channels]
+        args = [groups_source(src, in_channels), in_channels]
         if src["eps"] != 1e-5:
             args.append(f"eps={src['eps']!r}")
         if not src["affine"]:

@@ -20,10 +20,9 @@ from .base import (
     ShapeError,
     Size,
     expect_channels,
-    text,
 )
 from .multipath import _onnx_axes
-from .norm import _shape_constant
+from .norm import _shape_constant, grouping, groups_source
 
 if TYPE_CHECKING:
     import numpy as np
@@ -207,14 +206,8 @@ class EvoNormS0Op(_ResponseNormOp):
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
         c = inputs[0][0]
-        out = {"channels": c, "eps": values["eps"], "apply_act": values["apply_act"]}
-        cpg = values.get("channels_per_group")
-        if cpg is None:
-            out["groups"] = values["groups"]
-        else:
-            out["channels_per_group"] = cpg
-            out["groups"] = c // cpg
-        return out
+        return {"channels": c, "eps": values["eps"], "apply_act": values["apply_act"],
+                **grouping(values, c)}
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         x = super().shape(attrs, inputs)
@@ -226,12 +219,7 @@ class EvoNormS0Op(_ResponseNormOp):
         return x
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
-        if "channels_per_group" in src:
-            cpg = text(src["channels_per_group"])
-            groups = str(int(in_channels) // int(cpg)) if in_channels.isdigit() and cpg.isdigit() \
-                else f"({in_channels}) // ({cpg})"
-        else:
-            groups = text(src["groups"])
+        groups = groups_source(src, in_channels)
         args = [in_channels]
         if groups != "32":
             args.append(f"groups={groups}")
