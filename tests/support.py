@@ -131,3 +131,20 @@ def assert_computes_like(net, peer: torch.nn.Module, tmp_path: Path, size: int =
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
         None, {"input": x.numpy()})[0]
     assert rel_err(want, got) <= 1e-4
+
+
+def assert_timm_structure(name: str):
+    """Preset `name` has timm's model of that name's parameter count and state_dict names and
+    shapes (timm built on the meta device); returns the compiled network."""
+    import timm
+
+    import resnet_compiler as rc
+    net = rc.compile(name)
+    with torch.device("meta"):
+        peer = timm.create_model(name)
+    want = {k: tuple(v.shape) for k, v in peer.state_dict().items()}
+    got = {f"{n}.{k}": tuple(s) for n, d in net.ir.nodes(data=True)
+           for k, s in d.get("tensors", {}).items()}
+    assert got == want, name
+    assert net.total_params == sum(p.numel() for p in peer.parameters()), name
+    return net

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from support import ROOT, assert_computes_like, realistic_bn, rel_err
+from support import (
+    ROOT,
+    assert_computes_like,
+    assert_timm_structure,
+    realistic_bn,
+    rel_err,
+)
 
 import resnet_compiler as rc
 
@@ -19,14 +25,7 @@ FAMILY = sorted(p.stem for p in (ROOT / "spec" / "timm").glob("*.yaml"))
 def test_every_family_preset_has_timms_structure() -> None:
     assert len(FAMILY) >= 91
     for name in FAMILY:
-        net = rc.compile(name)
-        with torch.device("meta"):
-            peer = timm.create_model(name)
-        want = {k: tuple(v.shape) for k, v in peer.state_dict().items()}
-        got = {f"{n}.{k}": tuple(s) for n, d in net.ir.nodes(data=True)
-               for k, s in d.get("tensors", {}).items()}
-        assert got == want, name
-        assert net.total_params == sum(p.numel() for p in peer.parameters()), name
+        net = assert_timm_structure(name)
         assert net.spec.peer == f"timm:{name}"
 
 

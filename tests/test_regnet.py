@@ -13,7 +13,13 @@ import timm
 import timm.models.regnet as timm_regnet
 import torch
 import yaml
-from support import ROOT, assert_computes_like, realistic_bn, run_cli
+from support import (
+    ROOT,
+    assert_computes_like,
+    assert_timm_structure,
+    realistic_bn,
+    run_cli,
+)
 
 import resnet_compiler as rc
 from resnet_compiler.language.regnet import generate
@@ -92,14 +98,7 @@ def test_every_timm_regnet_preset_has_timms_structure() -> None:
     names = rc.list_models("regnet*")
     assert len(names) == 35 and "regnetv_064" not in names
     for name in names:
-        net = rc.compile(name)
-        with torch.device("meta"):
-            peer = timm.create_model(name)
-        want = {k: tuple(v.shape) for k, v in peer.state_dict().items()}
-        got = {f"{n}.{k}": tuple(s) for n, d in net.ir.nodes(data=True)
-               for k, s in d.get("tensors", {}).items()}
-        assert got == want, name
-        assert net.total_params == sum(p.numel() for p in peer.parameters()), name
+        assert_timm_structure(name)
 
 
 def _section_spec(tmp_path: Path, **regnet) -> Path:
