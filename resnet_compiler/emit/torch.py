@@ -218,8 +218,11 @@ def _stage_entries(layout: Layout) -> list[Entry]:
     entries = []
     signature = {name: constructor_params(t) for name, t in layout.classes.items()}
     for stage in layout.stages:
-        named = any(not b.id.rpartition(".")[2].isdigit() for b in stage.blocks)
-        lines = ["nn.Sequential(", f"{INDENT}OrderedDict("] if named else ["nn.Sequential("]
+        keys = [b.id.rpartition(".")[2] for b in stage.blocks]
+        named = not all(k.isdigit() for k in keys)
+        pairs = named and not all(k.isidentifier() for k in keys)  # torchvision's block1-0
+        lines = ["nn.Sequential(", f"{INDENT}OrderedDict({'[' if pairs else ''}"] if named \
+            else ["nn.Sequential("]
         pad = INDENT * 2 if named else INDENT
         for inst in stage.blocks:
             defaults = signature[inst.class_name]
@@ -229,9 +232,12 @@ def _stage_entries(layout: Layout) -> list[Entry]:
             values = {**inst.params, **inst.position}
             args += [f"{k}={values[k]!r}" for k in defaults if values[k] != defaults[k]
                      or type(values[k]) is not type(defaults[k])]
-            key = f"{inst.id.rpartition('.')[2]}=" if named else ""
-            lines.append(f"{pad}{key}{inst.class_name}({', '.join(args)}),")
-        entries.append((stage.name, [*lines, *([f"{INDENT})"] if named else []), ")"]))
+            key = inst.id.rpartition(".")[2]
+            call = f"{inst.class_name}({', '.join(args)})"
+            lines.append(f'{pad}("{key}", {call}),' if pairs else
+                         f"{pad}{key}={call}," if named else f"{pad}{call},")
+        close = [f"{INDENT}{']' if pairs else ''})"] if named else []
+        entries.append((stage.name, [*lines, *close, ")"]))
     return entries
 
 

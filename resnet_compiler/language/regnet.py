@@ -108,10 +108,15 @@ def total_stages(depth: int, w0: float, wa: float, wm: float, rounding: Rounding
 
 SECTION_DEFAULTS: dict[str, object] = {
     "bottle_ratio": 1.0, "se_ratio": 0.0, "stem_width": 32, "rounding": "pycls",
-    "shortcut": "conv", "linear_out": False, "preact": False, "num_features": 0,
+    "shortcut": "conv", "linear_out": False, "preact": False, "num_features": 0, "names": "timm",
 }
 REQUIRED = ("depth", "w0", "wa", "wm", "group_width")
 SHORTCUTS = ("conv", "avg", "none")
+# module layouts: timm's (stem.conv, s1.b1.conv1.conv, head.fc) or torchvision's (stem.0,
+# trunk_output.block1.block1-0.f.a.0, fc), so either's state_dict loads as it is
+NAMES = ("timm", "torchvision")
+# what torchvision's RegNet has no form for: its blocks are RegNet-X/Y bottlenecks only
+_TIMM_ONLY = {"shortcut": "conv", "linear_out": False, "preact": False, "num_features": 0}
 
 
 def _number(value: object, integer: bool = False) -> bool:
@@ -149,21 +154,28 @@ def section_problems(section: object) -> list[tuple[tuple[str, ...], str]]:
         "num_features": (lambda v: _number(v, True) and v >= 0, "a whole number >= 0"),
         "rounding": (lambda v: v in ROUNDINGS, f"one of {', '.join(ROUNDINGS)}"),
         "shortcut": (lambda v: v in SHORTCUTS, f"one of {', '.join(SHORTCUTS)}"),
+        "names": (lambda v: v in NAMES, f"one of {', '.join(NAMES)}"),
         "linear_out": (lambda v: isinstance(v, bool), "true or false"),
         "preact": (lambda v: isinstance(v, bool), "true or false"),
     }
     for key, (ok, what) in checks.items():
         if key in section and not ok(section[key]):
             out.append(((key,), f"must be {what} (got {section[key]!r})"))
+    if section.get("names") == "torchvision":
+        out += [((key,), f"torchvision's RegNet has no {key}: {section[key]!r} (names: torchvision"
+                 " builds RegNet-X and RegNet-Y blocks only)")
+                for key, plain in _TIMM_ONLY.items() if key in section and section[key] != plain]
     return out
 
 
 def expand_section(section: dict[str, object]) -> dict[str, object]:
     """The stem, stages and head that a valid `regnet:` section stands for, named as timm's
-    RegNet names its modules (stem, s1.b1, ..., final_conv, head.fc)."""
+    RegNet names its modules (stem, s1.b1, ..., final_conv, head.fc) or as torchvision's does."""
     cfg = {**SECTION_DEFAULTS, **section}
     stages = generate(int(cfg["depth"]), float(cfg["w0"]), float(cfg["wa"]), float(cfg["wm"]),
                       int(cfg["group_width"]), float(cfg["bottle_ratio"]), cfg["rounding"])
+    if cfg["names"] == "torchvision":
+        return _torchvision_layout(stages, int(cfg["stem_width"]), float(cfg["se_ratio"]))
     preact = bool(cfg["preact"])
     block = "regnet_preact_bottleneck" if preact else "regnet_bottleneck"
     stem_width = int(cfg["stem_width"])
@@ -194,3 +206,17 @@ def expand_section(section: dict[str, object]) -> dict[str, object]:
     if pre:
         head["pre"] = pre
     return {"stem": stem, "stages": out_stages, "head": head}
+
+
+def _torchvision_layout(stages: list[RegNetStage], stem_width: int, se_ratio: float
+                        ) -> dict[str, object]:
+    """torchvision's RegNet: stem.0-2, trunk_output.block{k}.block{k}-{i}, and the default head
+    (avgpool, fc)."""
+    stem = [{"op": "conv", "name": "stem.0", "channels": stem_width, "kernel": 3, "stride": 2},
+            {"op": "bn", "name": "stem.1"}, {"op": "relu", "name": "stem.2"}]
+    out_stages = [{"block": "tv_regnet_bottleneck", "name": f"trunk_output.block{k}",
+                   "block_names": f"block{k}-{{i}}", "depth": s.depth, "channels": s.width,
+                   "stride": 2, "group_size": s.group_width, "bottle_ratio": s.bottle_ratio,
+                   "se_ratio": se_ratio}
+                  for k, s in enumerate(stages, start=1)]
+    return {"stem": stem, "stages": out_stages}

@@ -233,9 +233,10 @@ class Stage(BaseModel):
     stride: PositiveInt = 1
     name: ModulePath | None = Field(None, description="Module path of the stage's blocks: layer1,"
                                     " layer2, ... by default; timm's ResNetV2 names stages.0.blocks.")
-    block_names: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*\{[in]\}[A-Za-z0-9_]*$")] | None = \
+    block_names: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*\{[in]\}[A-Za-z0-9_-]*$")] | None = \
         Field(None, description="How the stage names its blocks: a pattern with {n} (counting from"
-              " 1) or {i} (from 0), e.g. b{n} for timm's RegNet (s1.b1, s1.b2); 0, 1, ... by default.")
+              " 1) or {i} (from 0), e.g. b{n} for timm's RegNet (s1.b1, s1.b2), block1-{i} for"
+              " torchvision's (block1-0); 0, 1, ... by default.")
     shortcut: Identifier | None = None
     dilation: PositiveInt | None = Field(None, description="Dilation of the stage's blocks (the "
                                          "first block keeps the previous stage's, as torchvision"
