@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..errors import Problem, SpecError
+from ..inputs import STREAM_WAIT_S, StreamTimeout, TooLarge, read_limited
 
 MAX_SPEC_BYTES = int(os.environ.get("RESNET_COMPILER_MAX_SPEC_BYTES", 1 << 20))
 MAX_DEPTH = 40
@@ -106,11 +107,15 @@ def load_file(path: str | os.PathLike[str]) -> Document:
         key = (source, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if stat.S_ISREG(st.st_mode) and key in _CACHE:
             return _CACHE[key]
-        size = st.st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError.single("", f"file is {size} bytes; specs are limited to "
-                                       f"{MAX_SPEC_BYTES} bytes", source)
-        raw = p.read_bytes()
+        raw = read_limited(p, MAX_SPEC_BYTES)
+    except TooLarge as e:
+        what = f"file is {e.size} bytes" if e.size is not None else \
+            f"the stream sends more than {MAX_SPEC_BYTES} bytes"
+        raise SpecError.single("", f"{what}; specs are limited to {MAX_SPEC_BYTES} bytes",
+                               source) from None
+    except StreamTimeout:
+        raise SpecError.single("", f"the stream sent nothing for {STREAM_WAIT_S:g} s; give a spec"
+                                   " file, or write the spec into the stream", source) from None
     except FileNotFoundError:
         raise SpecError.single("", "no such spec file", source) from None
     except PermissionError:

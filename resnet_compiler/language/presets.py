@@ -99,7 +99,7 @@ def locate(text: str, base_dir: Path | None = None) -> Path | None:
     """What a spec argument names: a file that exists (relative to `base_dir`, or the working
     folder) wins over a preset of the same name; then a preset; None when neither exists."""
     candidate = Path(text) if base_dir is None or os.path.isabs(text) else base_dir / text
-    if candidate.is_file() or candidate.is_dir():
+    if candidate.exists():  # a FIFO or /dev/stdin too: the loader reads streams with a limit
         return candidate
     if looks_like_name(text):
         return preset_path(text)
