@@ -22,7 +22,7 @@ from .args import (
 )
 from .errors import SpecError, UsageError, VerificationError
 
-EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "summary", "spec")
+EMIT_FORMATS = ("torch", "onnx", "graph", "dot", "html", "summary", "spec")
 # emit/onnx.py's and data.py's, named here so that --check imports neither onnx nor numpy
 DTYPES = ("fp32", "fp16", "bf16")
 DATASETS = ("fashion-mnist", "digits", "folder")
@@ -46,7 +46,9 @@ def compile_parser() -> argparse.ArgumentParser:
                         "layers), as the RegNet papers report them")
     p.add_argument("--emit", choices=EMIT_FORMATS,
                    help="torch: PyTorch source; onnx: ONNX model; graph: node-link JSON; "
-                        "dot: Graphviz; summary: the --check table; spec: the spec after "
+                        "dot: Graphviz; html: one offline page that draws the network "
+                        "(stages, blocks and ops, folded; shapes, costs, spec lines, code); "
+                        "summary: the --check table; spec: the spec after "
                         "extends:, use: and --set, as YAML")
     p.add_argument("--origins", action="store_true",
                    help="with --emit spec: each value's file:line (or --set) as a comment")
@@ -84,6 +86,8 @@ def compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="torch device for --verify (default: cpu)")
     p.add_argument("--block", help="with --emit dot: draw only this block or stage (layer1.0)")
+    p.add_argument("--unfold", action="store_true",
+                   help="with --emit dot: draw every block, not each run of identical blocks once")
     p.add_argument("--max-params", type=positive_int, default=None,
                    help="refuse networks with more parameters (default: 4e9)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -128,6 +132,8 @@ def _run_compile(argv: Sequence[str]) -> int:
         check_output_path(args.output)
     if args.count and not args.check:
         raise UsageError("resnet-compile: --count goes with --check")
+    if (args.block or args.unfold) and args.emit != "dot":
+        raise UsageError("resnet-compile: --block and --unfold go with --emit dot")
     if args.origins and args.emit != "spec":
         raise UsageError("resnet-compile: --origins goes with --emit spec")
     if args.sizes and not args.verify:
@@ -168,7 +174,9 @@ def _run_compile(argv: Sequence[str]) -> int:
             else net.to_graph_json()
         _emit_text_or_file(text, args.output)
     elif args.emit == "dot":
-        _emit_text_or_file(net.to_dot(args.block), args.output)
+        _emit_text_or_file(net.to_dot(args.block, fold=not args.unfold), args.output)
+    elif args.emit == "html":
+        _emit_text_or_file(net.to_html(), args.output)
     elif args.emit == "onnx" and args.quantize:
         from .runtime.quantize import DEFAULT_CALIBRATION_IMAGES, quantize_int8
         qreport = quantize_int8(net, args.output, weights=args.weights, dataset=args.calibrate,
@@ -341,6 +349,10 @@ def _run_diff(argv: Sequence[str]) -> int:
     p.add_argument("a", help="the first spec (file or preset name)")
     p.add_argument("b", help="the second spec")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--html", action="store_true",
+                   help="also write the two networks side by side as an offline page to -o FILE,"
+                        " every node marked same, changed, added or removed")
+    p.add_argument("-o", "--output", help="the page's file, with --html")
     p.add_argument("--set-a", action="append", default=[], metavar="PATH=VALUE",
                    help="override a value of A (as --set does)")
     p.add_argument("--set-b", action="append", default=[], metavar="PATH=VALUE",
@@ -348,9 +360,17 @@ def _run_diff(argv: Sequence[str]) -> int:
     p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     from .compiler import compile as compile_spec
+    if args.html != bool(args.output):
+        raise UsageError("resnet-compile diff: --html and -o FILE go together")
+    if args.output:
+        from .outputs import check_output_path
+        check_output_path(args.output)
     from .diff import diff
     result = diff(compile_spec(args.a, overrides=args.set_a),
                   compile_spec(args.b, overrides=args.set_b))
+    if args.html:
+        from .emit.html import diff_page
+        _emit_text_or_file(diff_page(result), args.output)
     if args.json:
         import json
         print(json.dumps(result.to_json(), indent=1))

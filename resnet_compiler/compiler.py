@@ -129,12 +129,18 @@ class CompiledNetwork:
         from .emit.graph import to_json
         return to_json(self.graph)
 
-    def to_dot(self, only: str | None = None) -> str:
+    def to_dot(self, only: str | None = None, fold: bool = True) -> str:
         """Graphviz DOT of the network, each block a cluster; `only`: one block or stage
-        (`layer1.0`)."""
+        (`layer1.0`); `fold`: each run of identical blocks drawn once, marked xN."""
         from .emit.graph import to_dot
-        blocks = {b.id: b.class_name for stage in self.layout.stages for b in stage.blocks}
-        return to_dot(self.graph, blocks, only)
+        return to_dot(self.graph, self.layout, only, fold)
+
+    def to_html(self) -> str:
+        """One self-contained, offline HTML page that draws the network: stages, blocks and ops
+        folded, shapes on the edges, params and MACs with their shares, spec lines and the
+        generated PyTorch code on click (the `--emit html` file)."""
+        from .emit.html import model_page
+        return model_page(self)
 
 
 def compile(spec: str | os.PathLike[str] | dict[str, Any] | Spec,  # noqa: A001 - the API name

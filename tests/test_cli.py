@@ -145,8 +145,14 @@ def test_emit_graph_json_and_dot(tmp_path: Path) -> None:
     r = run_cli("spec/resnet18.yaml", "--emit", "dot")
     assert r.returncode == 0
     assert r.stdout.startswith('digraph "resnet18" {')
-    assert '"layer1.0.act2" -> "layer1.1.conv1";' in r.stdout
     assert '"layer1.0.add"' in r.stdout and "shortcut" in r.stdout
+    # layer1's two blocks are the same: drawn once, marked x2, wired on to layer2
+    assert 'label="layer1.0 … layer1.1 (BasicBlock) x2";' in r.stdout
+    assert '"layer1.0.act2" -> "layer2.0.conv1";' in r.stdout and '"layer1.1.' not in r.stdout
+    r = run_cli("spec/resnet18.yaml", "--emit", "dot", "--unfold")
+    assert r.returncode == 0
+    assert '"layer1.0.act2" -> "layer1.1.conv1";' in r.stdout
+    assert '"layer1.1.act2" -> "layer2.0.conv1";' in r.stdout
 
 
 def test_schema_command_prints_the_bundled_schema() -> None:

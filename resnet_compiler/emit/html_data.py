@@ -1,0 +1,317 @@
+"""What the HTML page shows, as plain JSON-ready data: every op with its attributes, shape and
+costs; the stem, stages, blocks and runs of identical blocks it folds into; a drawing per block
+wiring; where each part was written in the spec; and the generated PyTorch code of each block.
+
+The page's script only places boxes and fills in text from this, so everything a test asserts
+about the picture (paths, counts, shapes, costs) is decided here, from the compiled graph.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..ir.templates import BlockTemplate
+from ..messages import format_shape
+from ..ops import REGISTRY
+from .folding import Membership, Run, membership, stage_runs
+from .html_layout import layout_of
+
+if TYPE_CHECKING:
+    from ..compiler import CompiledNetwork
+
+DERIVED = ("op", "shape", "tensors", "params", "macs", "acts")
+MAX_SPEC_LINE = 160
+
+
+def network_data(net: CompiledNetwork, marks: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The page's data for one network; `marks`: node -> same|changed|added|removed (a diff)."""
+    ir, layout = net.ir, net.layout
+    member = membership(ir, layout)
+    index = {node: i for i, node in enumerate(ir.nodes)}
+    outputs = ir.graph.get("outputs") or {}
+    feature_of = {node: name for name, node in outputs.items()}
+    nodes = [_node(node, data, feature_of.get(node), (marks or {}).get(node))
+             for node, data in ir.nodes(data=True)]
+    drawings = _Drawings()
+    code = _CodeChunks(net.to_torch_source())
+    refs = _SpecRefs(net)
+    model_class = code.model_class()
+
+    def group(ids: list[str], prefix: str) -> dict[str, Any]:
+        """The drawing of these nodes (inputs first) and what feeds it."""
+        inside = {n: k for k, n in enumerate(ids)}
+        sources: list[str] = []
+        edges, meta = [], []
+        for k, node in enumerate(ids):
+            for src, e in ir.pred[node].items():
+                if src in inside:
+                    s = inside[src]
+                else:
+                    if src not in sources:
+                        sources.append(src)
+                    s = -sources.index(src) - 1
+                for _, part in e.get("uses", [[e.get("index", 0), e.get("part")]]):
+                    edges.append((s, k))
+                    meta.append([e.get("role", "input"), part])
+        return {"draw": drawings.index(len(sources), len(ids), edges, meta),
+                "ins": [index[s] for s in sources], "first": index[ids[0]] if ids else 0,
+                "n": len(ids), "prefix": prefix}
+
+    sections: list[dict[str, Any]] = []
+    stage_of_block = {b.id: stage.name for stage in layout.stages for b in stage.blocks}
+    pending: list[str] = []
+
+    def flush_top() -> None:
+        if pending:
+            title = "stem" if not sections else "head" if _after_stages(sections) else "ops"
+            sections.append({"kind": "ops", "title": title, **group(list(pending), ""),
+                             "refs": [refs.top(n) for n in pending], "code": model_class})
+            pending.clear()
+
+    done_stages: set[str] = set()
+    top = set(member.top)
+    extra = None
+    if marks:
+        extra = {b: tuple(marks.get(n, "same") for n in ids) for b, ids in member.nodes.items()}
+    runs = stage_runs(ir, layout, member, extra)
+    for node in ir.nodes:
+        if node in top:
+            pending.append(node)
+            continue
+        stage = stage_of_block.get(_block_of(node, stage_of_block))
+        if stage in done_stages:
+            continue
+        flush_top()
+        done_stages.add(stage)
+        sections.append(_stage(net, stage, member, group, refs, runs[stage]))
+    flush_top()
+    return {"name": net.name, "input": format_shape(net.input_shape),
+            "classes": ir.graph.get("num_classes"), "params": net.total_params,
+            "macs": net.total_macs, "acts": ir.graph.get("total_acts", 0),
+            "preprocessing": _preprocessing(ir.graph), "version": ir.graph.get("compiler_version"),
+            "sha": ir.graph.get("spec_sha256", ""), "outputs": outputs,
+            "output": ir.graph.get("output"), "source": refs.display(refs.root_source()),
+            "nodes": nodes, "sections": sections, "drawings": drawings.items,
+            "code": code.chunks, "deps": code.deps}
+
+
+def _block_of(node: str, blocks: Mapping[str, str]) -> str:
+    head = node.rpartition(".")[0]
+    while head and head not in blocks:
+        head = head.rpartition(".")[0]
+    return head
+
+
+def _after_stages(sections: list[dict[str, Any]]) -> bool:
+    return any(s["kind"] == "stage" for s in sections)
+
+
+def _stage(net: CompiledNetwork, name: str, member: Membership, group: Any, refs: _SpecRefs,
+           runs: list[Run]) -> dict[str, Any]:
+    layout = net.layout
+    i, stage = next((i, s) for i, s in enumerate(layout.stages) if s.name == name)
+    blocks = []
+    for b in stage.blocks:
+        ids = member.nodes[b.id]
+        template = layout.classes.get(b.class_name)
+        blocks.append({"id": b.id, "cls": b.class_name, **group(ids, b.id),
+                       "kind": template.kind if template else "",
+                       "shortcut": _shortcut_names(template),
+                       "args": {"in_channels": b.in_channels, "channels": b.channels,
+                                "stride": b.stride, **_plain(dict(b.params))},
+                       "defined": refs.block_definition(template.kind) if template else None})
+    return {"kind": "stage", "name": name, "index": i, "blocks": blocks,
+            "runs": [[r.start, r.count] for r in runs], "refs": refs.stage(i)}
+
+
+def _shortcut_names(t: BlockTemplate | None) -> list[str]:
+    """The projection's op names (`downsample.0`): the page draws them as the shortcut path."""
+    return [op.name for op in t.projection] if t else []
+
+
+def _node(name: str, d: Mapping[str, Any], feature: str | None, mark: str | None) -> list[Any]:
+    """[path, op, shape, params, MACs, attributes, state_dict tensors, feature output name,
+    diff mark, op family (the ops/ module it is defined in: conv, norm, act, ...), part shapes]"""
+    op = REGISTRY[d["op"]]
+    attrs = {k: _plain(v) for k, v in d.items() if k not in DERIVED}
+    tensors = {k: format_shape(v) for k, v in d.get("tensors", {}).items()}
+    parts = [format_shape(s) for s in op.part_shapes(d, d["shape"])] if op.has_parts else None
+    return [name, d["op"], format_shape(d["shape"]), d.get("params", 0), d.get("macs", 0), attrs,
+            tensors, feature, mark, _family(d["op"]), parts]
+
+
+@cache
+def _family(kind: str) -> str:
+    return type(REGISTRY[kind]).__module__.rpartition(".")[2]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _preprocessing(graph: Mapping[str, Any]) -> str:
+    from ..language.preprocessing import Preprocessing
+    try:
+        return Preprocessing.from_json(graph["preprocessing"]).describe()
+    except Exception:  # noqa: BLE001 - a header line; the network is what matters
+        return ""
+
+
+class _Drawings:
+    """Distinct wirings, each laid out once; blocks refer to them by index."""
+
+    def __init__(self) -> None:
+        self.items: list[list[Any]] = []
+        self._seen: dict[Any, int] = {}
+
+    def index(self, n_in: int, n: int, edges: list[tuple[int, int]], meta: list[list[Any]]) -> int:
+        key = (n_in, n, tuple(edges), tuple((r, p) for r, p in meta))
+        if key not in self._seen:
+            self._seen[key] = len(self.items)
+            self.items.append([*layout_of(n_in, n, edges).to_json(), meta])
+        return self._seen[key]
+
+
+_TOP = re.compile(r"^(?:class|def) (\w+)", re.M)
+
+
+class _CodeChunks:
+    """The generated source cut into its top-level classes and functions, and for each the ones
+    it uses, so a block's code is shown with the module classes it is built from."""
+
+    def __init__(self, source: str):
+        starts = [(m.start(), m.group(1)) for m in _TOP.finditer(source)]
+        self.chunks: dict[str, str] = {}
+        self.order: list[str] = []
+        for k, (at, name) in enumerate(starts):
+            end = starts[k + 1][0] if k + 1 < len(starts) else len(source)
+            self.chunks[name] = source[at:end].rstrip() + "\n"
+            self.order.append(name)
+        words = re.compile(r"\b(" + "|".join(map(re.escape, self.order)) + r")\b") \
+            if self.order else None
+        self.deps: dict[str, list[str]] = {}
+        for name in self.order:
+            used = set(words.findall(self.chunks[name])) - {name} if words else set()
+            self.deps[name] = [n for n in self.order if n in used]
+
+    def model_class(self) -> list[str]:
+        """The last class is the network's own (stem and head live in it)."""
+        classes = [n for n in self.order if self.chunks[n].startswith("class ")]
+        return classes[-1:]
+
+
+
+class _SpecRefs:
+    """Where a part of the network was written: `file:line: spec.path` and that line's text."""
+
+    def __init__(self, net: CompiledNetwork):
+        self.doc = net.document
+        self.stem_names: list[str | None] = []
+        self.head_names: list[str | None] = []
+        data = self.doc.data if self.doc is not None and isinstance(self.doc.data, dict) else {}
+        stem = data.get("stem")
+        if isinstance(stem, list):
+            self.stem_names = [s.get("name") if isinstance(s, dict) else None for s in stem]
+        self.top_ids = {t.node_id: ("stem", k) for k, t in enumerate(net.layout.stem)}
+        self.top_ids.update({t.node_id: ("head", k) for k, t in enumerate(net.layout.head)})
+        self.stem_len = len(self.stem_names)
+        self.layout_stem_len = len(net.layout.stem)
+
+    def root_source(self) -> str:
+        return self.doc.source if self.doc is not None else ""
+
+    @staticmethod
+    def display(source: str) -> str:
+        """A file under the working folder by its relative path, others as they are."""
+        try:
+            p = Path(source)
+            if p.is_absolute():
+                rel = os.path.relpath(p)
+                return source if rel.startswith("..") else rel
+        except (ValueError, OSError):
+            pass
+        return source
+
+    def ref(self, path: tuple[str | int, ...], label: str) -> str | None:
+        if self.doc is None:
+            return None
+        line = self.doc.line_of(path)
+        source = self.doc.source_of(path)
+        if not line:
+            return f"{self.display(source)}: {label}" if source else None
+        text = _line_text(source, line)
+        return f"{self.display(source)}:{line}: {label}" + (f"    {text}" if text else "")
+
+    def stage(self, i: int) -> list[str]:
+        out = [self.ref(("stages", i), f"stages[{i}]"),
+               self.ref(("stages", i, "block"), f"stages[{i}].block")]
+        return list(dict.fromkeys(r for r in out if r))
+
+    def top(self, node: str) -> list[str]:
+        owner = next((t for t in self.top_ids if node == t or node.startswith(t + ".")), None)
+        if owner is None:
+            return [r for r in [self.ref(("input",), "input")] if r] if node == "input" else []
+        part, k = self.top_ids[owner]
+        if part == "stem":
+            if owner in self.stem_names:
+                k = self.stem_names.index(owner)
+            elif self.stem_len != self.layout_stem_len:
+                return [r for r in [self.ref(("stem",), "stem")] if r]
+            return [r for r in [self.ref(("stem", k), f"stem[{k}] ({owner})")] if r]
+        return [r for r in [self.ref(("head",), f"head ({owner})")] if r]
+
+    def block_definition(self, kind: str) -> str | None:
+        """Where the block's class is defined: the spec's own `blocks:`, or the built-in
+        library file that has it."""
+        if self.doc is not None and ("blocks", kind) in self.doc.lines:
+            return self.ref(("blocks", kind), f"blocks.{kind}")
+        found = _builtin_block_lines().get(kind)
+        if found is None:
+            return None
+        path, line = found
+        return f"{self.display(str(path))}:{line}: blocks.{kind}"
+
+
+@lru_cache(maxsize=64)
+def _line_text(source: str, line: int) -> str:
+    """Line `line` of a spec file (stripped, cut), or '' where it cannot be read."""
+    try:
+        p = Path(source)
+        if not p.is_file() or p.stat().st_size > (1 << 21):
+            return ""
+        lines = p.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    if not 0 < line <= len(lines):
+        return ""
+    text = lines[line - 1].strip()
+    return text if len(text) <= MAX_SPEC_LINE else text[:MAX_SPEC_LINE - 3] + "..."
+
+
+@lru_cache(maxsize=1)
+def _builtin_block_lines() -> dict[str, tuple[Path, int]]:
+    """kind -> (file, line) of each block in the built-in library's `blocks:` mappings."""
+    from ..language.library import builtin_library_files
+    out: dict[str, tuple[Path, int]] = {}
+    key = re.compile(r"^  ([A-Za-z_]\w*):")
+    for path in builtin_library_files().values():
+        in_blocks = False
+        for n, text in enumerate(path.read_text().splitlines(), 1):
+            if text and not text.startswith((" ", "#")):
+                in_blocks = text.startswith("blocks:")
+                continue
+            m = key.match(text) if in_blocks else None
+            if m:
+                out.setdefault(m.group(1), (path, n))
+    return out
