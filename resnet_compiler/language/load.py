@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -226,6 +227,30 @@ def _load_json(text: str, source: str) -> Any:
         raise SpecError.single("", f"nested deeper than {MAX_DEPTH} levels", source) from None
     _check_depth(data, source)
     return data
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_nesting(text: str) -> int:
+    """How deeply JSON text nests its arrays and objects, counted without parsing it (so text
+    nested 100,000 levels deep costs a scan, not a RecursionError)."""
+    depth = deepest = 0
+    for ch in re.sub(r"[^\[\]{}]", "", _JSON_STRING.sub("", text)):
+        depth += 1 if ch in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def loads_json(text: str, what: str, max_depth: int = MAX_DEPTH) -> Any:
+    """JSON from a file's metadata (an ONNX model's, a checkpoint's) with the spec loader's
+    nesting cap; ValueError, worded for `what`, for anything unreadable."""
+    if json_nesting(text) > max_depth:
+        raise ValueError(f"{what} is nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{what} is not valid JSON ({str(e).splitlines()[0][:120]})") from None
 
 
 def _non_finite(data: Any, path: PathT) -> tuple[PathT, str] | None:

@@ -9,7 +9,6 @@ if CUDA really is its first provider; otherwise the CPU provider is used, quietl
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..language.load import loads_json
 from ..language.preprocessing import METADATA_KEY as PREPROCESSING_KEY
 from ..language.preprocessing import Preprocessing
+from .limits import check_activations, check_side
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -183,7 +184,17 @@ def preprocessing_of(session: Any) -> Preprocessing:
     if text is None:
         raise UsageError("the model has no preprocessing metadata; export it with resnet-compile"
                          " (--emit onnx) to classify image files")
-    return Preprocessing.from_json(text)
+    pre = Preprocessing.from_json(text)
+    check_side(pre.height, "the preprocessing metadata's height")
+    check_side(pre.width, "the preprocessing metadata's width")
+    want = session.get_inputs()[0].shape
+    given = (pre.channels, pre.height, pre.width)
+    if len(want) != 4 or any(isinstance(d, int) and d != g for d, g in zip(want[1:], given,
+                                                                          strict=True)):
+        shown = "x".join(str(d) if isinstance(d, int) else "?" for d in want[1:])
+        raise UsageError(f"the preprocessing metadata says {'x'.join(map(str, given))}, the "
+                         f"model's input is {shown}")
+    return pre
 
 
 def class_names_of(session: Any) -> list[str] | None:
@@ -192,12 +203,27 @@ def class_names_of(session: Any) -> list[str] | None:
     if text is None:
         return None
     try:
-        names = json.loads(text)
+        names = loads_json(text, "the class_names metadata")
     except ValueError:
         names = None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise UsageError("the model's class_names metadata is not a JSON list of strings")
     return names
+
+
+def _graph_attrs(session: Any, pre: Preprocessing) -> dict[str, Any]:
+    """What limits.check_activations needs: the graph's activation count from the spec the
+    model was compiled from (its spec_text metadata), or, for a model without one, the input
+    alone."""
+    text = metadata(session).get("spec_text")
+    if text is not None:
+        from ..compiler import compile as compile_spec
+        from ..errors import SpecError
+        try:
+            return dict(compile_spec(loads_json(text, "the spec_text metadata")).ir.graph)
+        except (SpecError, ValueError):
+            pass  # an edited spec_text: the estimate falls back to the input alone
+    return {"input_shape": (pre.channels, pre.height, pre.width), "total_acts": 0}
 
 
 @dataclass
@@ -217,9 +243,11 @@ def classify_files(session: Any, paths: Sequence[str | os.PathLike[str]], top_k:
     from .images import load_images
     pre = preprocessing_of(session)
     names = class_names_of(session)
-    x = load_images(paths, pre)
     fixed = session.get_inputs()[0].shape[0]
     step = fixed if isinstance(fixed, int) else batch
+    check_activations(_graph_attrs(session, pre), pre.height, pre.width, min(step, len(paths)),
+                      "the model")
+    x = load_images(paths, pre)
     probs = []
     for start in range(0, len(x), step):
         chunk = x[start:start + step]

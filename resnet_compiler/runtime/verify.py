@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..messages import first_line
+from .limits import check_forward
 
 if TYPE_CHECKING:
     from ..compiler import CompiledNetwork
@@ -227,6 +228,7 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
     device = torch_device(device)
     if batch < 1:
         raise UsageError(f"batch {batch}: must be at least 1")
+    check_forward(net.ir.graph, [tuple(net.input_shape[1:])], batch)
     graph = net.graph
     opset = check_dtype(dtype, opset)
     sd = init_weights(graph, realistic_bn=True) if weights is None else as_numpy_state_dict(weights)
@@ -326,6 +328,7 @@ def verify_sizes(net: CompiledNetwork, sizes: list[tuple[int, int]], weights: An
     from .infer import open_session
     from .weights import as_numpy_state_dict, check_state_dict, init_weights
 
+    check_forward(net.ir.graph, sizes, batch)
     sd = init_weights(net.graph, realistic_bn=True) if weights is None \
         else as_numpy_state_dict(weights)
     check_state_dict(net.graph, sd)

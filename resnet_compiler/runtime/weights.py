@@ -130,6 +130,20 @@ def check_state_dict(graph: nx.DiGraph, sd: Mapping[str, np.ndarray]) -> None:
             parts.append(f"{len(names)} {label}: {_listing(names)}")
     if parts:
         raise UsageError(f"the weights do not fit the network {graph.graph['name']!r}: " + "; ".join(parts))
+    broken = [f"{k} ({what})" for k in expected if k in sd for what in [_non_finite(sd[k])] if what]
+    if broken:
+        raise UsageError(f"the weights hold NaN or infinite values in {len(broken)} "
+                         f"tensor{'s' if len(broken) > 1 else ''}: {_listing(broken)}; a network "
+                         "cannot compute with them (was the training run diverging?)")
+
+
+def _non_finite(value: np.ndarray) -> str:
+    """'3 NaN, 1 inf' for a float tensor with such values, '' for a finite one."""
+    a = np.asarray(value)
+    if not np.issubdtype(a.dtype, np.floating) or np.isfinite(a).all():
+        return ""
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    return ", ".join(f"{n} {label}" for n, label in ((nan, "NaN"), (inf, "inf")) if n)
 
 
 def init_weights(graph: nx.DiGraph, seed: int = 0, realistic_bn: bool = False

@@ -21,6 +21,8 @@ from ..outputs import write_atomic
 from .curves import plot_curves
 
 CHECKPOINT = "checkpoint.pt"
+# every file a run writes into --out (save_outputs), checked before training starts
+OUTPUT_FILES = (CHECKPOINT, "model.pth", "model.safetensors", "metrics.csv", "curves.png")
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_acc", "images_per_s", "lr", "seconds")
 CHECKPOINT_FORMAT = "resnet-compiler-training-checkpoint"
 

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..language.preprocessing import Preprocessing
+from ..outputs import check_output_path
 from . import options
 from .augment import make_augment
 from .checkpoint import (
     CHECKPOINT,
+    OUTPUT_FILES,
     RESUME_SAME,
     RunRecord,
     restore,
@@ -85,6 +87,9 @@ def plan_run(args: argparse.Namespace, dist: Dist) -> Plan:
     out = Path(args.out or Path("runs") / net.name)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
+    if out.is_dir():  # a directory, a socket or a block device in the way fails now, not later
+        for name in OUTPUT_FILES:
+            check_output_path(out / name)
     options.check_init_weights(args.init_weights)
     targets = freeze_targets(net)
     options.check_freeze(args.freeze, targets)
