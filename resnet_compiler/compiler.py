@@ -85,7 +85,7 @@ class CompiledNetwork:
     @cached_property
     def _torch_source(self) -> str:
         from .emit.torch import emit_torch
-        return emit_torch(self.graph, self.layout)
+        return emit_torch(self.ir, self.layout)  # the IR: no networkx import for the source
 
     def to_torch_source(self) -> str:
         return self._torch_source

@@ -16,9 +16,7 @@ import sys
 import textwrap
 import types
 from collections.abc import Iterable
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from ..ir.templates import (
     POSITION_DEFAULTS,
@@ -35,6 +33,9 @@ from ..ops import REGISTRY
 from .code import INDENT, Entry, group_modules, indented, tree
 from .pyformat import WIDTH, format_lines
 from .torch_body import Body, code_of, module_class, module_expr, simplify
+
+if TYPE_CHECKING:  # the emitters read the IR or a networkx graph alike
+    import networkx as nx
 
 
 def _lines(lines: Iterable[str]) -> str:

@@ -6,13 +6,14 @@ classifier), and forward, which with `outputs:` splits the calls at the returned
 
 from __future__ import annotations
 
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from ..ir.templates import Layout
 from ..ops import REGISTRY
 from .code import INDENT, Entry, indented, tree
+
+if TYPE_CHECKING:  # the emitters read the IR or a networkx graph alike
+    import networkx as nx
 
 
 def _leaves(child: Any, path: str) -> set[str]:
