@@ -157,7 +157,20 @@ class _Expander:
             for i, item in enumerate(sources.get(key, ())):
                 exprs[f"{key}[{i}]"] = Expr.parse(item)
         when = Expr.parse(op.when) if op.when is not None else None
+        self.check_constants(where, {**exprs, **({"when": when} if when else {})})
         return OpTemplate(name, op.op, sources, exprs, when)
+
+    def check_constants(self, where: Origin, exprs: Mapping[str, Expr]) -> None:
+        """A constant expression that cannot be evaluated (`log2(0)`) is wrong wherever the op
+        is used: say so at the field it is written in, not at a stage."""
+        for key, e in exprs.items():
+            if e.constant:
+                try:
+                    e.evaluate({})
+                except ExprError as err:
+                    field, _, index = key.partition("[")
+                    path = (*where, field, int(index[:-1])) if index else (*where, field)
+                    raise self.error(path, err.reason) from None
 
     def call_template(self, op: ModuleCall, name: str, layers: Mapping[str, Any],
                       where: Origin) -> OpTemplate:
@@ -184,6 +197,7 @@ class _Expander:
             except ExprError as e:
                 raise self.error((*where, key), str(e)) from None
         when = Expr.parse(op.when) if op.when is not None else None
+        self.check_constants(where, {**exprs, **({"when": when} if when else {})})
         return OpTemplate(name, "module", args, exprs, when, module=t)
 
     def evaluate(self, t: OpTemplate, env: Mapping[str, Value], fail: Any) -> dict[str, Any]:
@@ -314,7 +328,7 @@ class _Expander:
             concrete = self.substitute(op, self.top_layers, origin)
             if concrete is None:
                 continue
-            t = self.op_template(concrete, name)
+            t = self.op_template(concrete, name, where=origin)
             in_channels = self.shape_of(x)[0]
             values = self.evaluate(t, {"in_channels": in_channels, **env},
                                    lambda key, msg, o=origin: self.error((*o, key), msg))
@@ -403,7 +417,10 @@ class _Expander:
         for var, text in block.vars.items():
             e = Expr.parse(text).partial(known)
             if e.constant:
-                known[var] = e.evaluate({})
+                try:
+                    known[var] = e.evaluate({})
+                except ExprError as err:
+                    raise self.error(("blocks", kind, "vars", var), err.reason) from None
             else:
                 block_vars.append((var, e))
 
@@ -433,10 +450,12 @@ class _Expander:
         elif explicit:
             norms = []
         name = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
+        out_channels = Expr.parse(str(block.out_channels)).partial(known)
+        self.check_constants(("blocks", kind), {"out_channels": out_channels})
         return BlockTemplate(
             class_name=name, kind=kind, shortcut=shortcut, params=dict(block.params),
             vars=tuple(block_vars),
-            out_channels=Expr.parse(str(block.out_channels)).partial(known), branch=branch,
+            out_channels=out_channels, branch=branch,
             projection=projection, post=post,
             projection_from=resolve(block.projection_from) if block.projection_from else None,
             output=resolve(wiring.output),
@@ -475,6 +494,7 @@ class _Expander:
                     raise self.error((*where, i), "loops do not nest; make the inner loop a"
                                      " module's")
                 count = Expr.parse(str(op.repeat)).partial(known)
+                self.check_constants((*where, i), {"repeat": count})
                 if body:
                     out.append(LoopTemplate(count, op.index, tuple(body)))  # type: ignore[arg-type]
                 continue
@@ -526,6 +546,7 @@ class _Expander:
         finally:
             self.module_stack = stack
         variables = tuple((var, Expr.parse(text)) for var, text in module.vars.items())
+        self.check_constants((*owner, "vars"), dict(variables))
         name = module.class_name or "".join(p.capitalize() for p in kind.split("_"))
         taken = {t.class_name for t in self.module_templates.values()} | set(self.layout.classes)
         base, n = name, 1
@@ -884,9 +905,12 @@ def _specialise(t: OpTemplate, known: Mapping[str, Value]) -> OpTemplate | None:
     """`t` with names the class fixes folded in; None when its `when` is then always false."""
     when = t.when.partial(known) if t.when is not None else None
     if when is not None and when.constant:
-        if not when.evaluate({}):
-            return None
-        when = None
+        try:
+            if not when.evaluate({}):
+                return None
+            when = None
+        except ExprError:
+            pass  # each instance reports it, at its stage
     exprs = {k: e.partial(known) for k, e in t.exprs.items()}
     sources = {k: (exprs[k].source if k in exprs else v) for k, v in t.sources.items()}
     if t.module is None and REGISTRY[t.kind].identity_condition(sources) == "True":
@@ -923,5 +947,9 @@ def build_graph(spec: Any, doc: Document | None = None,
                 max_params: int = DEFAULT_MAX_PARAMS) -> tuple[IRGraph, Layout]:
     """Expand `spec` into the shape-checked, annotated graph and its code layout; raises
     SpecError."""
-    return _Expander(spec, doc, max_params).run()
+    expander = _Expander(spec, doc, max_params)
+    try:
+        return expander.run()
+    except ExprError as e:  # every evaluation names its place; this is the net beneath them
+        raise expander.error((), f"an expression cannot be evaluated: {e}") from None
 

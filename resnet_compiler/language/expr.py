@@ -32,7 +32,8 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
     divisor); one more step up when rounding lost more than 1 - round_limit of it. The rule
     timm uses for SE widths (with round_limit 0) and for channel counts (0.9)."""
     if divisor < 1:
-        raise ValueError("divisor must be at least 1")
+        raise ValueError(f"make_divisible of {value!r} by {divisor!r}: the divisor must be at"
+                         " least 1")
     floor_value = divisor if min_value is None else min_value
     rounded = max(floor_value, int(value + divisor / 2) // divisor * divisor)
     if rounded < round_limit * value:
@@ -63,10 +64,24 @@ def _log2(value: float) -> float:
     return math.log2(value)
 
 
+def _to_whole(name: str, fn: Callable[[float], int]) -> Callable[..., int]:
+    """int, ceil and floor, refusing what has no whole number (inf, nan) in the words of the
+    other domain errors."""
+    def whole(value: float, *rest: int) -> int:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} of {value!r}: the argument must be a finite number")
+        return fn(value, *rest)
+    return whole
+
+
 FUNCTIONS: dict[str, Callable[..., Value]] = {
-    "max": max, "min": min, "int": int, "round": round, "abs": abs,
-    "make_divisible": make_divisible, "log2": _log2, "ceil": math.ceil, "floor": math.floor,
+    "max": max, "min": min, "int": _to_whole("int", int), "round": _to_whole("round", round),
+    "abs": abs, "make_divisible": make_divisible, "log2": _log2,
+    "ceil": _to_whole("ceil", math.ceil), "floor": _to_whole("floor", math.floor),
 }
+# How many positional arguments each function takes (at least, at most).
+ARITY = {"max": (2, 64), "min": (2, 64), "int": (1, 1), "round": (1, 2), "abs": (1, 1),
+         "make_divisible": (1, 4), "log2": (1, 1), "ceil": (1, 1), "floor": (1, 1)}
 # Keyword arguments a function accepts in an expression.
 KEYWORDS = {"make_divisible": frozenset({"divisor", "min_value", "round_limit"})}
 # Functions the generated code must define or import when an expression uses them.
@@ -76,6 +91,7 @@ _BINOPS: dict[type, Callable[[Value, Value], Value]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
     ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
 }
+_SYMBOLS = {ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%"}
 _CMPOPS: dict[type, Callable[[Value, Value], bool]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
     ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
@@ -83,7 +99,13 @@ _CMPOPS: dict[type, Callable[[Value, Value], bool]] = {
 
 
 class ExprError(ValueError):
-    """An expression that cannot be parsed or evaluated."""
+    """An expression that cannot be parsed or evaluated. `reason` is what is wrong without the
+    expression's text (`log2 of 0: the argument must be positive`), for messages that already
+    point at where the expression is written."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class Expr:
@@ -141,8 +163,22 @@ class Expr:
             name = e.args[0]
             raise ExprError(f"unknown name {name!r} in {self.source!r}"
                             f" (known: {', '.join(sorted(env))})") from None
+        except RecursionError:
+            raise ExprError(f"cannot evaluate {self.source!r}: nested too deeply",
+                            "the expression is nested too deeply") from None
         except (ArithmeticError, ValueError, TypeError) as e:
-            raise ExprError(f"cannot evaluate {self.source!r}: {e}") from None
+            reason = str(e) or type(e).__name__
+            raise ExprError(f"cannot evaluate {self.source!r}: {reason}", reason) from None
+
+    def value_or_none(self) -> Value | None:
+        """A constant's value, or None when it has names or cannot be evaluated (the error is
+        reported where the expression is checked)."""
+        if not self.constant:
+            return None
+        try:
+            return self.evaluate({})
+        except ExprError:
+            return None
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
@@ -203,9 +239,23 @@ class _Fold(ast.NodeTransformer):
 
 
 def _number(value: Value) -> Value:
-    if isinstance(value, (int, float)) and abs(value) > MAX_MAGNITUDE:
-        raise OverflowError("value too large")
+    if isinstance(value, (int, float)) and not abs(value) <= MAX_MAGNITUDE:  # nan too
+        shown = f"{value:.4g}" if isinstance(value, float) else f"{value:.4e}"
+        raise OverflowError(f"value too large: {shown} is beyond the limit of {MAX_MAGNITUDE:g}"
+                            " on any value in an expression")
     return value
+
+
+def _binary(node: ast.BinOp, left: Evaluator, right: Evaluator) -> Evaluator:
+    fn = _BINOPS[type(node.op)]
+    symbol = _SYMBOLS.get(type(node.op))
+
+    def binary(env: Env) -> Value:
+        a, b = left(env), right(env)
+        if symbol is not None and b == 0:
+            raise ZeroDivisionError(f"{a!r} {symbol} {b!r}: division by zero")
+        return _number(fn(a, b))
+    return binary
 
 
 def _compile(node: ast.AST, names: set[str], functions: set[str]) -> Evaluator:
@@ -214,6 +264,8 @@ def _compile(node: ast.AST, names: set[str], functions: set[str]) -> Evaluator:
         value = node.value
         if not isinstance(value, (int, float)):  # bool is an int: True and False are allowed
             raise ExprError(f"only numbers and True/False are allowed in expressions, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ExprError(f"{ast.unparse(node)} is not a finite number")
         return lambda env: value
     if isinstance(node, ast.Name):
         name = node.id
@@ -222,9 +274,8 @@ def _compile(node: ast.AST, names: set[str], functions: set[str]) -> Evaluator:
         names.add(name)
         return lambda env: env[name]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        left, right = _compile(node.left, names, functions), _compile(node.right, names, functions)
-        fn = _BINOPS[type(node.op)]
-        return lambda env: _number(fn(left(env), right(env)))
+        return _binary(node, _compile(node.left, names, functions),
+                       _compile(node.right, names, functions))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
         operand = _compile(node.operand, names, functions)
         if isinstance(node.op, ast.Not):
@@ -262,6 +313,13 @@ def _compile(node: ast.AST, names: set[str], functions: set[str]) -> Evaluator:
             if kw.arg not in allowed:
                 raise ExprError(f"{fname}() takes no keyword {kw.arg!r}"
                                 + (f" (keywords: {', '.join(sorted(allowed))})" if allowed else ""))
+        low, high = ARITY[fname]
+        given = len(node.args) + len(node.keywords)
+        if any(isinstance(a, ast.Starred) for a in node.args) or not low <= given <= high:
+            wanted = f"{low}" if low == high else f"{low} to {high}" if high < 64 else \
+                f"at least {low}"
+            raise ExprError(f"{fname}() takes {wanted} argument{'s' if high > 1 else ''}, "
+                            f"not {given}")
         fn = FUNCTIONS[fname]
         args = [_compile(a, names, functions) for a in node.args]
         kwargs = [(kw.arg, _compile(kw.value, names, functions)) for kw in node.keywords]

@@ -173,7 +173,12 @@ def expect_channels(kind: str, expected: int, shape: Shape) -> None:
 def fold_constants(text: str) -> str:
     """A constant expression becomes its value's text ("(3 - 1) // 2" -> "1")."""
     e = Expr.parse(text)
-    return str(e.evaluate({})) if e.constant else e.source
+    if not e.constant:
+        return e.source
+    try:
+        return str(e.evaluate({}))
+    except ExprError:
+        return e.source  # left as written: the expander reports it at the field
 
 
 def kaiming_fan_out(rng: np.random.Generator, shape: Shape) -> np.ndarray:

@@ -47,12 +47,12 @@ class Conv(OpModel):
 def same_padding(kernel: str, dilation: str) -> str:
     """dilation * (kernel - 1) // 2 as short source text: `dilation` itself for a 3x3 kernel."""
     k = Expr.parse(kernel)
-    if k.constant and isinstance(k.evaluate({}), int):
+    if k.constant and isinstance(k.value_or_none(), int):
         half = (k.evaluate({}) - 1) // 2
         if half == 0:
             return "0"
         d = Expr.parse(dilation)
-        if d.constant:
+        if d.constant and d.value_or_none() is not None:
             return str(half * d.evaluate({}))
         return d.source if half == 1 else fold_constants(f"{half} * ({d.source})")
     return fold_constants(f"({dilation}) * (({kernel}) - 1) // 2")
