@@ -118,7 +118,9 @@ def flat_text(path: Path | str) -> str:
 
 def assert_computes_like(net, peer: torch.nn.Module, tmp_path: Path, size: int = 64) -> None:
     """The compiled network with the peer's state_dict (strict) computes the peer's outputs:
-    torch within 1e-5, and its any-size ONNX file in onnxruntime within 1e-4."""
+    torch within 1e-5, and its any-size ONNX file in onnxruntime within 1e-4. Where fp32 rounding
+    of a very deep network alone exceeds 1e-4, the peer in float64 decides: onnxruntime must be
+    no further from it than the peer's own fp32 forward is (within a factor 2)."""
     import onnxruntime as ort
     model = net.build_torch().eval()
     model.load_state_dict(peer.state_dict(), strict=True)
@@ -126,11 +128,17 @@ def assert_computes_like(net, peer: torch.nn.Module, tmp_path: Path, size: int =
     with torch.no_grad():
         want = peer(x)
         assert rel_err(want, model(x)) <= 1e-5
+    del model
     path = tmp_path / "m.onnx"
     net.to_onnx(path, weights=peer.state_dict(), dynamic_hw=True)
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
         None, {"input": x.numpy()})[0]
-    assert rel_err(want, got) <= 1e-4
+    path.unlink()
+    if rel_err(want, got) > 1e-4:
+        with torch.no_grad():
+            exact = peer.double()(x.double())
+        peer.float()
+        assert rel_err(exact, got) <= 2 * rel_err(exact, want), "onnxruntime against float64"
 
 
 def assert_timm_structure(name: str):

@@ -23,16 +23,16 @@ FAMILY = sorted(p.stem for p in (ROOT / "spec" / "timm").glob("*.yaml"))
 
 
 def test_every_family_preset_has_timms_structure() -> None:
-    assert len(FAMILY) >= 91
+    assert len(FAMILY) >= 94
     for name in FAMILY:
         net = assert_timm_structure(name)
         assert net.spec.peer == f"timm:{name}"
 
 
 # one of each: tiered stem with basic blocks, wide deep stem, SE-ResNeXt, ECA with the 7x7 stem,
-# ResNeSt radix 1, Res2Net-D, SK-ResNet-D, pre-activation basic, blur-pooled deep stem
+# ResNeSt radix 1, Res2Net-D, SK-ResNet-D, pre-activation basic, blur-pooled deep stem, pruned
 SAMPLE = ["resnet10t", "resnet50s", "seresnext26t_32x4d", "ecaresnetlight", "resnest50d_1s4x24d",
-          "res2net50d", "skresnet50d", "resnetv2_18d", "resnetblur50d"]
+          "res2net50d", "skresnet50d", "resnetv2_18d", "resnetblur50d", "ecaresnet50d_pruned"]
 
 
 @pytest.mark.parametrize("name", SAMPLE)
@@ -103,3 +103,11 @@ def test_defaults_aa_reaches_the_stem_as_timms_aa_layer(aa: str, peer_name: str)
     with torch.no_grad():
         assert rel_err(peer(x), model(x)) <= 1e-5
     assert ("maxpool.1" in net.ir.nodes) == (aa == "blur")
+
+
+def test_senet154_has_timms_structure() -> None:
+    """Half-width first convs (block_reduce_first=2), a 64-64-128 deep stem and 3x3 shortcut
+    convs; too large to run beside the suite, so by structure (the zoo marker runs it)."""
+    net = assert_timm_structure("senet154")
+    assert net.ir.nodes["layer1.0.conv1"]["shape"][0] == 128
+    assert net.ir.nodes["layer2.0.downsample.0"]["kernel"] == 3

@@ -78,7 +78,7 @@ def test_bottleneck_ratios_follow_timm() -> None:
 
 
 NUMERIC = ["regnetx_002", "regnety_004", "regnetx_004_tv", "regnety_040_sgn", "regnetz_005",
-           "regnetv_040"]
+           "regnetv_040", "regnetv_064"]
 
 
 @pytest.mark.parametrize("name", NUMERIC)
@@ -96,7 +96,7 @@ def test_timm_regnets_by_name_compute_what_timm_computes(tmp_path: Path, name: s
 
 def test_every_timm_regnet_preset_has_timms_structure() -> None:
     names = rc.list_models("regnet*")
-    assert len(names) == 35 and "regnetv_064" not in names
+    assert len(names) == 36 and "regnetv_064" in names
     for name in names:
         assert_timm_structure(name)
 

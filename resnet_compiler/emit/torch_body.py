@@ -99,6 +99,8 @@ class Body:
         self.index = {op.name: k for k, op in enumerate(self.ops)}
         self.holder: dict[str, str] = {BLOCK_INPUT: "x", RESIDUAL: "out"}
         self.channels: dict[str, str] = {BLOCK_INPUT: in_channels, RESIDUAL: "out_channels"}
+        # "(a if c else b)" -> (a, c): the channels of an optional op's output, for an op with c too
+        self.conditional: dict[str, tuple[str, str]] = {}
         self.fresh: dict[str, bool] = {BLOCK_INPUT: False, RESIDUAL: True}
         self.keep = keep  # a value stored apart before it is overwritten (pre-activation)
         self.init: list[str] = []
@@ -168,6 +170,9 @@ class Body:
         first = op.inputs[0]
         first_base, first_part = parse_ref(first)
         in_ch = self.channels_of(first)
+        given = self.conditional.get(in_ch)
+        if op.when is not None and given and given[1] == op.when.source:
+            in_ch = given[0]  # built only where its input's op with the same condition is
         sole = len(self.readers.get(first_base, [])) == 1 and first_part is None
         may_inplace = self.fresh.get(first_base, False) and sole and len(op.inputs) == 1 \
             and loop is None
@@ -212,6 +217,8 @@ class Body:
         self.holder[op.name] = target
         self.channels[op.name] = out_ch if op.when is None or out_ch == in_ch else \
             f"({out_ch} if {op.when.source} else {in_ch})"
+        if self.channels[op.name] != out_ch:
+            self.conditional[self.channels[op.name]] = (out_ch, op.when.source)
         self.fresh[op.name] = (self.fresh.get(first_base, False) if op.when is not None else True) \
             and not in_place and not (op.module is None and REGISTRY[op.kind].has_parts)
         if op.name == self.keep:

@@ -161,6 +161,9 @@ def section_problems(section: object) -> list[tuple[tuple[str, ...], str]]:
     for key, (ok, what) in checks.items():
         if key in section and not ok(section[key]):
             out.append(((key,), f"must be {what} (got {section[key]!r})"))
+    if section.get("shortcut") == "avg" and not section.get("preact"):
+        out.append((("shortcut",), "shortcut: avg needs preact: true (timm's average-pool"
+                    " shortcut is built for pre-activation blocks here)"))
     if section.get("names") == "torchvision":
         out += [((key,), f"torchvision's RegNet has no {key}: {section[key]!r} (names: torchvision"
                  " builds RegNet-X and RegNet-Y blocks only)")
@@ -177,15 +180,15 @@ def expand_section(section: dict[str, object]) -> dict[str, object]:
     if cfg["names"] == "torchvision":
         return _torchvision_layout(stages, int(cfg["stem_width"]), float(cfg["se_ratio"]))
     preact = bool(cfg["preact"])
-    block = "regnet_preact_bottleneck" if preact else "regnet_bottleneck"
+    avg = cfg["shortcut"] == "avg"
+    block = ("regnet_preact_avg_bottleneck" if avg else "regnet_preact_bottleneck") if preact \
+        else "regnet_bottleneck"
     stem_width = int(cfg["stem_width"])
     stem = [{"op": "conv", "name": "stem", "channels": stem_width, "kernel": 3, "stride": 2}] \
         if preact else [
         {"op": "conv", "name": "stem.conv", "channels": stem_width, "kernel": 3, "stride": 2},
         {"op": "bn", "name": "stem.bn"}, {"op": "relu", "name": "stem.act"}]
     block_params: dict[str, object] = {"se_ratio": float(cfg["se_ratio"])}
-    if cfg["shortcut"] == "avg":
-        block_params["avg_shortcut"] = True
     if cfg["shortcut"] == "none":
         block_params["conv_shortcut"] = False
     if cfg["linear_out"] and not preact:
