@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..ir.templates import BlockTemplate
+from ..language.load import format_path
 from ..messages import format_shape
 from ..ops import REGISTRY
 from .folding import Membership, Run, membership, stage_runs
@@ -244,19 +245,41 @@ class _SpecRefs:
         return source
 
     def ref(self, path: tuple[str | int, ...], label: str) -> str | None:
+        """The line that wrote `path` (or its nearest written ancestor)."""
         if self.doc is None:
             return None
-        line = self.doc.line_of(path)
-        source = self.doc.source_of(path)
+        return self._format(self.doc.source_of(path), self.doc.line_of(path), label)
+
+    def under(self, path: tuple[str | int, ...], label: str) -> list[str]:
+        """Every line that wrote a value at or under `path`: a stage may come from a base
+        (`extends:`), be patched by the spec and by `--set`, each line with the keys it set."""
+        if self.doc is None:
+            return []
+        n = len(path)
+        places: dict[tuple[str, int], list[str]] = {}
+        for p, line in self.doc.lines.items():
+            if p[:n] == path:
+                keys = places.setdefault((self.doc.source_of(p), line), [])
+                if len(p) > n:
+                    keys.append(format_path(p[n:]))
+        if not places:
+            found = self.ref(path, label)
+            return [found] if found else []
+        out = []
+        for (source, line), keys in places.items():  # the keys, where more than one line wrote
+            shown = [k for k in dict.fromkeys(keys) if "." not in k and "[" not in k] or keys
+            what = ": " + ", ".join(shown) if shown and len(places) > 1 else ""
+            out.append(self._format(source, line, label + what))
+        return [r for r in out if r]
+
+    def _format(self, source: str, line: int | None, label: str) -> str | None:
         if not line:
             return f"{self.display(source)}: {label}" if source else None
         text = _line_text(source, line)
         return f"{self.display(source)}:{line}: {label}" + (f"    {text}" if text else "")
 
     def stage(self, i: int) -> list[str]:
-        out = [self.ref(("stages", i), f"stages[{i}]"),
-               self.ref(("stages", i, "block"), f"stages[{i}].block")]
-        return list(dict.fromkeys(r for r in out if r))
+        return self.under(("stages", i), f"stages[{i}]")
 
     def top(self, node: str) -> list[str]:
         owner = next((t for t in self.top_ids if node == t or node.startswith(t + ".")), None)
@@ -268,8 +291,8 @@ class _SpecRefs:
                 k = self.stem_names.index(owner)
             elif self.stem_len != self.layout_stem_len:
                 return [r for r in [self.ref(("stem",), "stem")] if r]
-            return [r for r in [self.ref(("stem", k), f"stem[{k}] ({owner})")] if r]
-        return [r for r in [self.ref(("head",), f"head ({owner})")] if r]
+            return self.under(("stem", k), f"stem[{k}] ({owner})")
+        return self.under(("head",), f"head ({owner})")
 
     def block_definition(self, kind: str) -> str | None:
         """Where the block's class is defined: the spec's own `blocks:`, or the built-in

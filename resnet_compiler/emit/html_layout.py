@@ -156,6 +156,12 @@ def _place(rows: list[list[int]], pos: list[int], up: list[list[int]], down: lis
                 total = sum(w for _, w in nb)
                 want.append(sum(p * w for p, w in nb) / total if nb else x[v])
             _pack(row, want, [1.0 if v < real else 0.01 for v in row], width, x)
+    for row in rows[1:]:  # last, downward, ops only: a chain runs straight below its fork
+        want = []
+        for v in row:
+            ops = [x[u] for u in up[v] if u < real] or [x[u] for u in up[v]] or [x[v]]
+            want.append(sum(ops) / len(ops))
+        _pack(row, want, [1.0 if v < real else 0.01 for v in row], width, x)
     return x
 
 

@@ -24,15 +24,19 @@
   }
   const ESC = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"};
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ESC[c]);
-  function num(n) {
+  function num(n) {  // three significant digits: 589.8K -> 590K, 1.5107M -> 1.51M
     const a = Math.abs(n);
-    if (a >= 1e9) return (n / 1e9).toFixed(2) + "G";
-    if (a >= 1e6) return (n / 1e6).toFixed(2) + "M";
-    if (a >= 1e3) return (n / 1e3).toFixed(1) + "K";
+    for (const [unit, scale] of [["G", 1e9], ["M", 1e6], ["K", 1e3]]) {
+      if (a >= scale) return Number((n / scale).toPrecision(3)) + unit;
+    }
     return String(n);
   }
   const grouped = (n) => n.toLocaleString("en-US");
-  const pct = (part, total) => total ? (100 * part / total).toFixed(part / total < 0.001 ? 3 : 1) + "%" : "-";
+  function pct(part, total) {
+    if (!total) return "-";
+    const p = 100 * part / total;
+    return p === 0 ? "0%" : p < 0.001 ? "<0.001%" : p.toFixed(p < 0.1 ? 3 : 1) + "%";
+  }
   const signed = (n) => (n > 0 ? "+" : "") + grouped(n);
   function bar(part, total) {
     const b = h("span", {class: "bar", title: pct(part, total) + " of the network's MACs"});
@@ -235,7 +239,7 @@
       inPos.forEach(([x, y], k) => {
         const src = nodes[ins[k]];
         c.append(h("div", {class: "inp", style: "left:" + x + "px;top:" + y + "px", title: "input from " + src[0],
-                           text: "from " + src[0] + " · " + src[2]}));
+                           text: src[0] + " · " + src[2]}));
       });
       nodePos.forEach(([x, y], k) => {
         const i = first + k, n = nodes[i];
@@ -245,7 +249,7 @@
         if (shortcutOps.some((o) => rel === o || rel.startsWith(o + "."))) cls.push("shortcut");
         if (merges.has(k)) cls.push("residual");
         const costs = (n[3] ? num(n[3]) + " p " + pct(n[3], this.net.params) : "") +
-          (n[4] ? (n[3] ? " · " : "") + num(n[4]) + " MACs " + pct(n[4], this.net.macs) : "");
+          (n[4] ? (n[3] ? " · " : "") + num(n[4]) + " MAC " + pct(n[4], this.net.macs) : "");
         const el = h("div", {class: cls.join(" "), "data-kind": "op", "data-path": n[0],
                              "data-diff": this.side ? (n[8] || "same") : null, "data-feature": n[7],
                              style: "left:" + x + "px;top:" + y + "px", title: n[0]},
@@ -452,8 +456,12 @@
     details.replaceChildren(...(e._info ? e._info() : [h("h3", {text: e.getAttribute("data-path")})]));
     const v = viewOf(e);
     if (v && v.side) details.prepend(h("div", {class: "ref", text: "network " + v.side + ": " + v.net.name}));
+    details.scrollTop = 0;
     const mark = details.querySelector("mark");
-    if (mark) mark.scrollIntoView({block: "nearest"});
+    if (mark) {  // the op's line in view inside its code box, the box where it is
+      const pre = mark.closest("pre");
+      pre.scrollTop += mark.getBoundingClientRect().top - pre.getBoundingClientRect().top - 60;
+    }
   }
 
   document.addEventListener("click", (ev) => {
