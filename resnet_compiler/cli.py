@@ -384,9 +384,18 @@ def _run_train(argv: Sequence[str]) -> int:
     return train_main(list(argv))
 
 
+def _run_space_command(name: str) -> Callable[[Sequence[str]], int]:
+    """`sample`, `sweep` and `analyze` (resnet_compiler.spaces.commands), imported when run."""
+    def run(argv: Sequence[str]) -> int:
+        from .spaces import commands
+        return getattr(commands, f"run_{name}")(argv)
+    return run
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "schema": _run_schema, "train": _run_train, "bench": _run_bench, "infer": _run_infer,
-    "models": _run_models, "diff": _run_diff}
+    "models": _run_models, "diff": _run_diff, "sample": _run_space_command("sample"),
+    "sweep": _run_space_command("sweep"), "analyze": _run_space_command("analyze")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,22 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrid
     return _finished(layers.document())
 
 
+def resolve_document(doc: Document, folder: Path, overrides: Overrides = None,
+                     generate: bool = True) -> Document:
+    """`resolve` for a spec already loaded (a design space's spec part, the file's `space:`
+    left out): extends: and use: relative to `folder`, then `overrides`. `generate=False` stops
+    before generators run, so a space can still set a `regnet:` section's values."""
+    layers = _resolve(doc, folder, (Path(doc.source),))
+    pairs = _override_pairs(overrides)
+    if layers is None and not pairs:
+        return _finished(doc) if generate else doc
+    if layers is None:
+        layers = Layers(doc)
+    for dotted, value, source in pairs:
+        layers.set(tuple(dotted.split(".")), value, source)
+    return _finished(layers.document()) if generate else layers.document()
+
+
 def _finished(doc: Document) -> Document:
     """The last steps, on the final values: a regnet: section generates its stages, and
     defaults.aa reaches the stem."""
