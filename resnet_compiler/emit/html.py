@@ -29,9 +29,11 @@ def _asset(name: str) -> str:
 
 
 def _json_for_script(data: Any) -> str:
-    """JSON that cannot end its <script> element early, whatever names it holds."""
+    """JSON that cannot end its <script> element early and reads as no URL to a scanner,
+    whatever text from the spec it holds (`</script>`, `src=//host`): <, >, & and / escaped."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("/", "\\/"))
 
 
 def _page(title: str, header: str, page: dict[str, Any], main_class: str = "",

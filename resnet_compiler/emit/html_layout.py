@@ -93,16 +93,18 @@ def _layout(sizes: tuple[int, int], edges: tuple[tuple[int, int], ...]) -> Drawi
     def height_of(v: int) -> int:
         return INPUT_H if v < n_in else (NODE_H if v < n_in + n else 0)
 
-    def corner(v: int) -> tuple[int, int]:
-        return (round(x[v] - width[v] / 2 - left), top[layer[v]])
+    lefts = [round(x[v] - width[v] / 2 - left) for v in range(len(layer))]  # whole pixels
 
-    right = max((x[v] + width[v] / 2 - left for v in range(len(layer))), default=NODE_W)
+    def corner(v: int) -> tuple[int, int]:
+        return (lefts[v], top[layer[v]])
+
+    right = max((lefts[v] + width[v] for v in range(len(layer))), default=NODE_W)
     bottom = max((top[layer[v]] + height_of(v) for v in range(n_in + n)), default=NODE_H)
     out_edges = []
     for s, t, path in chains:
         pts = []
         for i, v in enumerate(path):
-            cx = round(x[v] - left)
+            cx = lefts[v] + width[v] // 2
             y = top[layer[v]]
             if i == 0:
                 pts.append((cx, y + height_of(v)))
