@@ -57,6 +57,34 @@ def write_index(path: Path = INDEX_PATH) -> None:
     write_atomic(str(path), json.dumps(build_index(), indent=1) + "\n")
 
 
+README_BEGIN = "<!-- preset table: written by python -m resnet_compiler.catalog --readme README.md -->"
+README_END = "<!-- end of preset table -->"
+
+
+def markdown_table(index: dict[str, dict[str, Any]]) -> str:
+    """Every preset as a Markdown row: name, the peer it equals, params and GMACs."""
+    lines = ["| preset | peer | params | GMACs |", "|---|---|---:|---:|"]
+    for name, e in sorted(index.items()):
+        peer = f"`{e['peer']}`" if e["peer"] else "-"
+        lines.append(f"| `{name}` | {peer} | {e['params']:,} | {e['gmacs']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_table(text: str, index: dict[str, dict[str, Any]]) -> str:
+    """`text` with the block between the two markers replaced by the table of `index`."""
+    head, sep, rest = text.partition(README_BEGIN)
+    _, sep_end, tail = rest.partition(README_END)
+    if not sep or not sep_end:
+        raise ValueError("the README has no preset-table markers")
+    return f"{head}{README_BEGIN}\n{markdown_table(index)}{README_END}{tail}"
+
+
 if __name__ == "__main__":
-    write_index()
-    print(f"wrote {INDEX_PATH}", file=sys.stderr)
+    if sys.argv[1:2] == ["--readme"] and len(sys.argv) == 3:
+        from .outputs import write_atomic
+        readme = Path(sys.argv[2])
+        write_atomic(str(readme), readme_with_table(readme.read_text(), read_index()))
+        print(f"wrote the preset table into {readme}", file=sys.stderr)
+    else:
+        write_index()
+        print(f"wrote {INDEX_PATH}", file=sys.stderr)

@@ -223,6 +223,13 @@ def test_models_lists_every_preset_with_its_figures() -> None:
     assert {"skresnet18", "skresnet34", "skresnext50_32x4d"} <= set(rows)
 
 
+def test_the_readme_preset_table_is_the_index() -> None:
+    from resnet_compiler.catalog import read_index, readme_with_table
+    text = (ROOT / "README.md").read_text()
+    assert readme_with_table(text, read_index()) == text, \
+        "README's preset table is stale: run python -m resnet_compiler.catalog --readme README.md"
+
+
 def test_every_preset_but_the_cifar_one_names_its_peer() -> None:
     from resnet_compiler.catalog import read_index
     without = sorted(n for n, e in read_index().items() if not e["peer"])

@@ -3,7 +3,10 @@ same weights and inputs, must compute the same function, and every shape the gra
 equal torch's actual shape and ONNX shape inference's.
 
 Tolerance: max|a - b| <= rtol * max(1, max|a|), with `a` torch's fp32 eval output and rtol per
-ONNX dtype (`TOLERANCES`, each with its reason, printed in the report). Without weights the
+ONNX dtype (`TOLERANCES`, each with its reason, printed in the report). Where an fp32 file
+exceeds it, a float64 run of the emitted module decides: fp32 rounding of a very deep network can
+alone exceed 1e-4, and then onnxruntime passes when it is no further from the exact function
+than torch's own fp32 forward is (within ARBITER_FACTOR). Without weights the
 network gets realistic BatchNorm statistics (identity statistics let activations grow layer by
 layer, which would make any comparison meaningless).
 """
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from ..compiler import CompiledNetwork
 
 RTOL = 1e-4
+ARBITER_FACTOR = 2.0
 TIMED_RUNS = 3
 # ONNX dtype -> (rtol, why): rounding per value is half an ulp, 2^-(mantissa bits + 1), and it
 # compounds over 50+ layers whose sums run over thousands of products
@@ -62,10 +66,19 @@ class VerifyReport:
     modules_checked: int = 0
     shape_mismatches: list[str] = field(default_factory=list)
     checker_error: str | None = None
+    # where fp32 exceeds its tolerance: each runtime's relative distance from float64
+    exact_torch: float | None = None
+    exact_ort: float | None = None
 
     @property
     def max_rel(self) -> float:
         return self.max_abs / self.scale
+
+    @property
+    def arbiter_ok(self) -> bool:
+        """onnxruntime no further from the float64 run than torch fp32 is (within the factor)."""
+        return self.exact_ort is not None and self.exact_torch is not None and bool(
+            np.isfinite(self.exact_ort)) and self.exact_ort <= ARBITER_FACTOR * self.exact_torch
 
     @property
     def rtol(self) -> float:
@@ -73,8 +86,11 @@ class VerifyReport:
 
     @property
     def outputs_ok(self) -> bool:
-        return self.not_run is not None or (bool(np.isfinite(self.max_abs))
-                                            and self.max_abs <= self.rtol * self.scale)
+        return self.not_run is not None or self.within_tolerance or self.arbiter_ok
+
+    @property
+    def within_tolerance(self) -> bool:
+        return bool(np.isfinite(self.max_abs)) and self.max_abs <= self.rtol * self.scale
 
     @property
     def ok(self) -> bool:
@@ -91,7 +107,14 @@ class VerifyReport:
             f"  outputs: not compared: {self.not_run}" if self.not_run else
             f"  outputs: max abs err {self.max_abs:.2e}, rel err {self.max_rel:.2e} "
             f"(tolerance {rtol * self.scale:.2e})"
-            f"{'' if self.outputs_ok else '  <- exceeds tolerance'}",
+            f"{'' if self.within_tolerance else '  <- exceeds tolerance'}",
+            *([f"  float64 run of the emitted module: torch fp32 is {self.exact_torch:.2e} from it,"
+               f" onnxruntime {self.exact_ort:.2e}: "
+               + (f"no further than {ARBITER_FACTOR:g}x torch's own fp32 rounding, so the"
+                  " difference is fp32 rounding of a deep network, not a different function"
+                  if self.arbiter_ok else f"more than {ARBITER_FACTOR:g}x torch's own fp32"
+                  " rounding: the ONNX file computes another function")]
+              if self.exact_ort is not None else []),
             *([f"  compared {len(self.compared)} outputs ({', '.join(self.compared)});"
                f" the largest error is {self.worst}'s"] if len(self.compared) > 1 else []),
             f"  argmax agrees on {self.argmax_agree}/{self.batch} inputs" if "logits" in
@@ -287,7 +310,22 @@ def verify(net: CompiledNetwork, weights: Any = None, batch: int = 2, device: st
     report.max_abs, report.scale = errors[worst]
     if names[-1] == "logits":
         report.argmax_agree = int((want[-1].argmax(1) == got[-1].argmax(1)).sum())
+    if dtype == "fp32" and not report.within_tolerance and np.isfinite(report.max_abs):
+        report.exact_torch, report.exact_ort = _float64_distances(net, sd, x_np, want, got)
     return report
+
+
+def _float64_distances(net: CompiledNetwork, sd: dict[str, np.ndarray], x: np.ndarray,
+                       want: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, float]:
+    """(torch fp32, onnxruntime) relative distance from the emitted module run in float64 on
+    the CPU, over the outputs (the worst of each)."""
+    import torch
+    module = _torch_module(net, sd, "cpu").double()
+    with torch.inference_mode():
+        exact = [t.cpu().numpy() for t in as_outputs(module(torch.from_numpy(x).double()))]
+    def worst(values: list[np.ndarray]) -> float:
+        return max(e / s for e, s in _errors(exact, values))
+    return worst(want), worst(got)
 
 
 def _as_input(x: np.ndarray, session: Any) -> np.ndarray:
