@@ -80,13 +80,13 @@ def run_sweep(argv: Sequence[str]) -> int:
                         "--train-arg=--momentum=0.9")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
-    from .sweep import SweepOptions, run_sweep
+    from .sweep import SweepOptions, sweep_folder
     opts = SweepOptions(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         address=args.address, gpus_per_trial=args.gpus_per_trial,
                         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
                         train_args=tuple(args.train_arg))
-    summary = run_sweep(Path(args.folder), opts, progress=True)
+    summary = sweep_folder(Path(args.folder), opts, progress=True)
     print(summary.format(), file=sys.stderr)
     return 0
 
