@@ -292,6 +292,15 @@ class _YamlWalker:
         self.constructor = yaml.constructor.SafeConstructor()
 
     def _compose(self, text: str) -> yaml.Node | None:
+        try:
+            return self._compose_checked(text)
+        except yaml.reader.ReaderError as e:  # raised as the loader starts, before any mark
+            line = text[: e.position].count("\n") + 1
+            what = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+            raise SpecError.single("", f"character {what} (offset {e.position}) is not allowed in"
+                                       " a YAML spec", self.source, line) from None
+
+    def _compose_checked(self, text: str) -> yaml.Node | None:
         fast = getattr(yaml, "CSafeLoader", None)  # libyaml's parser, when PyYAML has it
         if fast is not None:
             loader = fast(text)

@@ -22,6 +22,7 @@ from ..errors import UsageError
 from ..language.load import loads_json
 from ..language.preprocessing import METADATA_KEY as PREPROCESSING_KEY
 from ..language.preprocessing import Preprocessing
+from ..messages import first_line
 from .limits import check_activations, check_side
 
 CUDA = "CUDAExecutionProvider"
@@ -175,7 +176,10 @@ def classify(session: Any, images: Any, top_k: int = 5) -> Classification:
 
 def metadata(session: Any) -> dict[str, str]:
     """The model's metadata properties (spec name, preprocessing, class names, ...)."""
-    return dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:
+        raise UsageError("the model's metadata is not UTF-8 text (a damaged file?)") from None
 
 
 def preprocessing_of(session: Any) -> Preprocessing:
@@ -254,7 +258,12 @@ def classify_files(session: Any, paths: Sequence[str | os.PathLike[str]], top_k:
         pad = step - len(chunk) if isinstance(fixed, int) else 0
         if pad:  # a model exported with a fixed batch: fill the last one up
             chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        probs.append(classify(session, chunk, top_k).probs[:len(chunk) - pad])
+        try:
+            probs.append(classify(session, chunk, top_k).probs[:len(chunk) - pad])
+        except UsageError:
+            raise
+        except Exception as e:  # onnxruntime's own errors: a model file damaged inside
+            raise UsageError(f"onnxruntime cannot run the model ({first_line(e)})") from None
     p = np.concatenate(probs)
     k = max(1, min(top_k, p.shape[1]))
     top = np.argsort(-p, axis=1, kind="stable")[:, :k]

@@ -109,7 +109,9 @@ def expected_tensors(graph: nx.DiGraph) -> dict[str, tuple[int, ...]]:
 
 
 def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
+    """Names for a one-line message: a name from a file that holds a line break or another
+    unprintable character is shown as its repr."""
+    shown = ", ".join(n if n.isprintable() else repr(n) for n in names[:MAX_LISTED])
     return shown + (f" (and {len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else "")
 
 
