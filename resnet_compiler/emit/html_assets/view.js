@@ -211,6 +211,8 @@
       const nodes = this.net.nodes;
       const merges = new Set(edges.filter((e, k) => meta[k][0] === "shortcut").map((e) => e[1]));
       let svg = '<svg width="' + w + '" height="' + hgt + '">';
+      const outs = new Map(), seen = new Map();
+      for (const [s] of edges) outs.set(s, (outs.get(s) || 0) + 1);
       edges.forEach(([s, t, pts], e) => {
         const [role, part] = meta[e];
         const src = s >= 0 ? first + s : ins[-s - 1];
@@ -230,7 +232,14 @@
           const x0 = pts[i - 2], y0 = pts[i - 1], x1 = pts[i], y1 = pts[i + 1], my = (y0 + y1) / 2;
           d += " C" + x0 + " " + my + " " + x1 + " " + my + " " + x1 + " " + y1;
         }
-        const lx = (pts[0] + pts[2]) / 2 + 4, ly = (pts[1] + pts[3]) / 2 + 3;
+        // where the source fans out, a label sits where its first leg ends (the legs of a fork
+        // part there), else midway along it (the inputs of a merge come from apart); a value
+        // read twice by one op stacks its labels
+        const fork = outs.get(s) > 1;
+        const key = s + ">" + t, again = seen.get(key) || 0;
+        seen.set(key, again + 1);
+        const lx = fork ? pts[2] + 4 : (pts[0] + pts[2]) / 2 + 4;
+        const ly = (fork ? pts[3] - 8 : (pts[1] + pts[3]) / 2 + 3) - 11 * again;
         svg += '<g data-role="edge" class="' + (cut ? "shortcut" : "") + '" data-from="' + esc(n[0]) +
           '" data-to="' + esc(nodes[dst][0]) + '" data-shape="' + esc(n[2]) + '" data-edge-role="' + esc(role) + '"' + extra +
           '><path d="' + d + '"></path><text x="' + lx.toFixed(0) + '" y="' + ly.toFixed(0) + '">' + esc(label) + "</text></g>";
