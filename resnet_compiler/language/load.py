@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
+from .. import inputs
 from ..errors import Problem, SpecError
-from ..inputs import STREAM_WAIT_S, StreamTimeout, TooLarge, read_limited
+from ..inputs import StreamTimeout, TooLarge, read_limited
 
 MAX_SPEC_BYTES = int(os.environ.get("RESNET_COMPILER_MAX_SPEC_BYTES", 1 << 20))
 MAX_DEPTH = 40
@@ -115,7 +116,7 @@ def load_file(path: str | os.PathLike[str]) -> Document:
         raise SpecError.single("", f"{what}; specs are limited to {MAX_SPEC_BYTES} bytes",
                                source) from None
     except StreamTimeout:
-        raise SpecError.single("", f"the stream sent nothing for {STREAM_WAIT_S:g} s; give a spec"
+        raise SpecError.single("", f"the stream sent nothing for {inputs.STREAM_WAIT_S:g} s; give a spec"
                                    " file, or write the spec into the stream", source) from None
     except FileNotFoundError:
         raise SpecError.single("", "no such spec file", source) from None
