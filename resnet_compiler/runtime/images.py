@@ -31,6 +31,7 @@ CUBIC_A = -0.75  # torch's bicubic kernel
 # modes Pillow's own conversion would clip to 8 bits, and what their full scale is
 DEEP_GRAY = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0,
              "I": 65535.0, "F": 1.0}
+GRAY_MODES = frozenset({"1", "L", "LA", "La"})
 
 
 def image_mode(channels: int) -> str:
@@ -54,21 +55,28 @@ def decode_image(path: str | os.PathLike[str], channels: int) -> tuple[np.ndarra
     if not p.is_file():
         why = "no such file" if not p.exists() else "not a regular file"
         raise UsageError(f"{path}: cannot read the image ({why})")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit
+            # our own limit replaces Pillow's (checked from the header, before any decoding),
+            # so every image too large is refused in the same words
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None
             with Image.open(p) as im:
+                Image.MAX_IMAGE_PIXELS = pillow_limit
                 check_image_pixels(im.width, im.height, str(path))
                 if im.mode in DEEP_GRAY:
                     raw = np.asarray(im)
                     full = DEEP_GRAY[im.mode]
-                else:
-                    raw = np.asarray(im if im.mode == mode else im.convert(mode))
+                else:  # gray stays one channel until after the resize picked its pixels
+                    gray = im.mode in GRAY_MODES
+                    want = "L" if gray else mode
+                    raw = np.asarray(im if im.mode == want else im.convert(want))
                     full = 255.0
-    except Image.DecompressionBombError as e:
-        raise UsageError(f"{path}: {e}") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise UsageError(f"{path}: cannot read the image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     return (raw[:, :, None] if raw.ndim == 2 else raw), full
 
 
