@@ -8,8 +8,10 @@ import json
 import re
 from pathlib import Path
 
-from hypothesis import given
+from conftest import examples
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import valid_specs
 from support import run_cli
 
 import resnet_compiler as rc
@@ -97,6 +99,29 @@ def test_page_data_is_the_compiled_graph_folded() -> None:
     assert len(view["drawings"]) == 4
     assert "class Bottleneck(nn.Module):" in view["code"]["Bottleneck"]
     assert view["params"] == net.total_params and view["macs"] == net.total_macs
+
+
+@settings(max_examples=examples(25, 200))
+@given(valid_specs(max_side=64))
+def test_every_node_is_drawn_once_and_every_edge_once(spec) -> None:
+    """For any valid network: the page's sections and blocks cover the graph's nodes exactly,
+    runs cover each stage's blocks, and each block's drawing has one edge per value it reads."""
+    net = rc.compile(spec)
+    view = _data(net.to_html())["views"][0]
+    covered = []
+    reads = 0
+    for s in view["sections"]:
+        groups = s["blocks"] if s["kind"] == "stage" else [s]
+        if s["kind"] == "stage":
+            assert [i for a, c in s["runs"] for i in range(a, a + c)] == list(range(len(groups)))
+        for g in groups:
+            covered += range(g["first"], g["first"] + g["n"])
+            w, h, ins, nodes, edges, meta = view["drawings"][g["draw"]]
+            assert len(nodes) == g["n"] and len(ins) == len(g["ins"]) and len(meta) == len(edges)
+            reads += len(edges)
+    assert covered == list(range(len(net.ir.nodes)))
+    uses = sum(len(e.get("uses", [0])) for _, adj in net.ir.pred.items() for e in adj.values())
+    assert reads == uses
 
 
 def test_a_thousand_blocks_fold_to_a_few_boxes(tmp_path: Path) -> None:
