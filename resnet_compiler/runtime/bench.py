@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from .limits import check_activations, check_forward, check_side
 
 FIELDS = ("runtime", "batch", "p50_ms", "p90_ms", "p99_ms", "images_per_s", "runs")
 
@@ -118,21 +119,25 @@ def _input_size(session: Any) -> tuple[int, int, int]:
                          "metadata to take the size from")
     from ..language.preprocessing import Preprocessing
     p = Preprocessing.from_json(meta["preprocessing"])
+    check_side(p.height, "the preprocessing metadata's height")
+    check_side(p.width, "the preprocessing metadata's width")
     return p.channels, p.height, p.width
 
 
 def onnx_runtime(path: str | os.PathLike[str], provider: str, threads: int | None,
                  seed: int = 0) -> Runtime:
     """onnxruntime on the file, random inputs of the model's size and input type."""
-    from .infer import open_session
+    from .infer import graph_attrs, open_session
     session = open_session(path, provider, threads)
     inp = session.get_inputs()[0]
     c, h, w = _input_size(session)
     dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+    attrs = graph_attrs(session, (c, h, w))
 
     def prepare(batch: int) -> Callable[[], Any]:
         if isinstance(inp.shape[0], int) and inp.shape[0] != batch:
             raise UsageError(f"batch {batch}: the model has a fixed batch of {inp.shape[0]}")
+        check_activations(attrs, h, w, batch, str(path))
         x = np.random.default_rng(seed).standard_normal((batch, c, h, w)).astype(dtype)
         return lambda: session.run(None, {inp.name: x})
 
@@ -161,18 +166,20 @@ def torch_runtime(module: Any, input_shape: tuple[int, int, int], device: str,
 
 
 def spec_runtimes(spec: str, provider: str, threads: int | None, weights: Any,
-                  compile_too: bool, tmp: str,
-                  overrides: Sequence[str] = ()) -> tuple[Any, list[Runtime]]:
+                  compile_too: bool, tmp: str, overrides: Sequence[str] = (),
+                  batches: Sequence[int] = (1,)) -> tuple[Any, list[Runtime]]:
     """For a spec: its ONNX file (written into `tmp`) in onnxruntime, and the emitted PyTorch
     module with the same weights in eager mode (and compiled)."""
+    from ..compiler import compile as compile_spec
+    net = compile_spec(spec, overrides=overrides)
+    check_forward(net.ir.graph, [net.input_shape[1:]], max(batches))  # before torch loads
+
     import torch
 
-    from ..compiler import compile as compile_spec
     from .devices import torch_device
     from .verify import _torch_module
     from .weights import as_numpy_state_dict, check_state_dict, init_weights
 
-    net = compile_spec(spec, overrides=overrides)
     device = torch_device(provider)
     sd = init_weights(net.graph, realistic_bn=True) if weights is None \
         else as_numpy_state_dict(weights)
@@ -208,6 +215,6 @@ def bench(model: str, provider: str = "cpu", batches: Sequence[int] = (1, 8, 32)
             runtimes = [onnx_runtime(model, provider, threads)]
         else:
             net, runtimes = spec_runtimes(model, provider, threads, weights, compile_too, tmp,
-                                          overrides)
+                                          overrides, batches)
             info["name"] = net.name
         return measure(runtimes, batches, runs, warmup, rounds), info

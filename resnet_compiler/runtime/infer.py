@@ -215,10 +215,10 @@ def class_names_of(session: Any) -> list[str] | None:
     return names
 
 
-def _graph_attrs(session: Any, pre: Preprocessing) -> dict[str, Any]:
+def graph_attrs(session: Any, input_shape: tuple[int, int, int]) -> dict[str, Any]:
     """What limits.check_activations needs: the graph's activation count from the spec the
     model was compiled from (its spec_text metadata), or, for a model without one, the input
-    alone."""
+    (`input_shape`, CHW) alone."""
     text = metadata(session).get("spec_text")
     if text is not None:
         from ..compiler import compile as compile_spec
@@ -227,7 +227,7 @@ def _graph_attrs(session: Any, pre: Preprocessing) -> dict[str, Any]:
             return dict(compile_spec(loads_json(text, "the spec_text metadata")).ir.graph)
         except (SpecError, ValueError):
             pass  # an edited spec_text: the estimate falls back to the input alone
-    return {"input_shape": (pre.channels, pre.height, pre.width), "total_acts": 0}
+    return {"input_shape": input_shape, "total_acts": 0, "name": "the model"}
 
 
 @dataclass
@@ -249,8 +249,8 @@ def classify_files(session: Any, paths: Sequence[str | os.PathLike[str]], top_k:
     names = class_names_of(session)
     fixed = session.get_inputs()[0].shape[0]
     step = fixed if isinstance(fixed, int) else batch
-    check_activations(_graph_attrs(session, pre), pre.height, pre.width, min(step, len(paths)),
-                      "the model")
+    check_activations(graph_attrs(session, (pre.channels, pre.height, pre.width)), pre.height,
+                      pre.width, min(step, len(paths)), "the model")
     x = load_images(paths, pre)
     probs = []
     for start in range(0, len(x), step):
