@@ -15,7 +15,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..ir.templates import BlockTemplate
+from ..ir.templates import BlockTemplate, Layout, StageLayout
 from ..language.load import format_path
 from ..messages import format_shape
 from ..ops import REGISTRY
@@ -33,11 +33,16 @@ def network_data(net: CompiledNetwork, marks: Mapping[str, str] | None = None) -
     """The page's data for one network; `marks`: node -> same|changed|added|removed (a diff)."""
     ir, layout = net.ir, net.layout
     member = membership(ir, layout)
-    index = {node: i for i, node in enumerate(ir.nodes)}
+    parts = _parts(ir, layout, member)
+    # the page's node order: section by section, block by block, so every group is a range
+    order = [n for kind, what in parts for n in (
+        what if kind == "ops" else [x for b in _stage_layout(layout, what).blocks
+                                    for x in member.nodes[b.id]])]
+    index = {node: i for i, node in enumerate(order)}
     outputs = ir.graph.get("outputs") or {}
     feature_of = {node: name for name, node in outputs.items()}
-    nodes = [_node(node, data, feature_of.get(node), (marks or {}).get(node))
-             for node, data in ir.nodes(data=True)]
+    nodes = [_node(node, ir.nodes[node], feature_of.get(node), (marks or {}).get(node))
+             for node in order]
     drawings = _Drawings()
     code = _CodeChunks(net.to_torch_source())
     refs = _SpecRefs(net)
@@ -63,34 +68,18 @@ def network_data(net: CompiledNetwork, marks: Mapping[str, str] | None = None) -
                 "ins": [index[s] for s in sources], "first": index[ids[0]] if ids else 0,
                 "n": len(ids), "prefix": prefix}
 
-    sections: list[dict[str, Any]] = []
-    stage_of_block = {b.id: stage.name for stage in layout.stages for b in stage.blocks}
-    pending: list[str] = []
-
-    def flush_top() -> None:
-        if pending:
-            title = "stem" if not sections else "head" if _after_stages(sections) else "ops"
-            sections.append({"kind": "ops", "title": title, **group(list(pending), ""),
-                             "refs": [refs.top(n) for n in pending], "code": model_class})
-            pending.clear()
-
-    done_stages: set[str] = set()
-    top = set(member.top)
     extra = None
     if marks:
         extra = {b: tuple(marks.get(n, "same") for n in ids) for b, ids in member.nodes.items()}
     runs = stage_runs(ir, layout, member, extra)
-    for node in ir.nodes:
-        if node in top:
-            pending.append(node)
+    sections: list[dict[str, Any]] = []
+    for kind, what in parts:
+        if kind == "stage":
+            sections.append(_stage(net, what, member, group, refs, runs[what]))
             continue
-        stage = stage_of_block.get(_block_of(node, stage_of_block))
-        if stage in done_stages:
-            continue
-        flush_top()
-        done_stages.add(stage)
-        sections.append(_stage(net, stage, member, group, refs, runs[stage]))
-    flush_top()
+        title = "stem" if not sections else "head" if _after_stages(sections) else "ops"
+        sections.append({"kind": "ops", "title": title, **group(what, ""),
+                         "refs": [refs.top(n) for n in what], "code": model_class})
     return {"name": net.name, "input": format_shape(net.input_shape),
             "classes": ir.graph.get("num_classes"), "params": net.total_params,
             "macs": net.total_macs, "acts": ir.graph.get("total_acts", 0),
@@ -101,11 +90,28 @@ def network_data(net: CompiledNetwork, marks: Mapping[str, str] | None = None) -
             "code": code.chunks, "deps": code.deps}
 
 
-def _block_of(node: str, blocks: Mapping[str, str]) -> str:
-    head = node.rpartition(".")[0]
-    while head and head not in blocks:
-        head = head.rpartition(".")[0]
-    return head
+def _parts(ir: Any, layout: Layout, member: Membership) -> list[tuple[str, Any]]:
+    """The network top to bottom: ("ops", node ids) for each stretch of nodes outside every
+    block (the stem, the head), ("stage", name) where a stage's first node comes."""
+    owner = {n: b for b, ids in member.nodes.items() for n in ids}
+    stage_of = {b.id: stage.name for stage in layout.stages for b in stage.blocks}
+    parts: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    for node in ir.nodes:
+        block = owner.get(node)
+        if block is None:
+            if parts and parts[-1][0] == "ops":
+                parts[-1][1].append(node)
+            else:
+                parts.append(("ops", [node]))
+        elif stage_of[block] not in seen:
+            seen.add(stage_of[block])
+            parts.append(("stage", stage_of[block]))
+    return parts
+
+
+def _stage_layout(layout: Layout, name: str) -> StageLayout:
+    return next(s for s in layout.stages if s.name == name)
 
 
 def _after_stages(sections: list[dict[str, Any]]) -> bool:

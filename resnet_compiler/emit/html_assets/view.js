@@ -73,7 +73,7 @@
       this.render();
     }
 
-    shape(i) { return this.net.nodes[i][2]; }
+    shape(i) { return i === undefined ? "-" : this.net.nodes[i][2]; }
 
     costLine(p, m, each) {
       const net = this.net;
