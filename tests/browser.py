@@ -77,9 +77,9 @@ def off_page(urls: list[str]) -> list[str]:
             not u.startswith("file:///")]
 
 
-def load(drv: Any, path: Path) -> None:
+def load(drv: Any, path: Path, fragment: str = "") -> None:
     logs(drv)
-    drv.get(path.resolve().as_uri())
+    drv.get(path.resolve().as_uri() + (f"#{fragment}" if fragment else ""))
     deadline = time.monotonic() + 30
     while drv.execute_script("return document.readyState") != "complete":
         assert time.monotonic() < deadline, f"{path} did not load"

@@ -117,9 +117,13 @@ def test_search_opens_the_way_and_details_show_spec_line_and_code(drv, out: Path
 
 
 def test_multipath_block_draws_its_paths_side_by_side(drv, out: Path) -> None:
-    browser.load(drv, _page(out, "spec/zoo/skresnet18.yaml", "skresnet18"))
-    browser.toggle(drv, "stage", "layer2")
-    browser.toggle(drv, "block", "layer2.0")
+    # a link to a module path opens the way to it
+    browser.load(drv, _page(out, "spec/zoo/skresnet18.yaml", "skresnet18"),
+                 "layer2.0.conv1.paths.1.conv")
+    assert [o["path"] for o in browser.shown(drv, "op") if o["selected"] == "true"] == \
+        ["layer2.0.conv1.paths.1.conv"]
+    assert [b["path"] for b in browser.shown(drv, "block") if b["folded"] == "false"] == \
+        ["layer2.0"]
     ops = {o["path"]: o["box"] for o in browser.shown(drv, "op", "layer2.0.")}
     a, b = ops["layer2.0.conv1.paths.0.conv"], ops["layer2.0.conv1.paths.1.conv"]
     assert a[1] == b[1] and abs(a[0] - b[0]) >= a[2]  # same row, not overlapping

@@ -531,4 +531,8 @@
     main.append(root);
     views.push(new View(net, root, side));
   });
+  if (location.hash.length > 1) {  // model.html#layer3.5.conv2 opens the way to that module
+    search.value = decodeURIComponent(location.hash.slice(1));
+    go(search.value);
+  }
 })();
