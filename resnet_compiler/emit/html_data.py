@@ -48,7 +48,7 @@ def network_data(net: CompiledNetwork, marks: Mapping[str, str] | None = None) -
     refs = _SpecRefs(net)
     model_class = code.model_class()
 
-    def group(ids: list[str], prefix: str) -> dict[str, Any]:
+    def group(ids: list[str]) -> dict[str, Any]:
         """The drawing of these nodes (inputs first) and what feeds it."""
         inside = {n: k for k, n in enumerate(ids)}
         sources: list[str] = []
@@ -66,7 +66,7 @@ def network_data(net: CompiledNetwork, marks: Mapping[str, str] | None = None) -
                     meta.append([e.get("role", "input"), part])
         return {"draw": drawings.index(len(sources), len(ids), edges, meta),
                 "ins": [index[s] for s in sources], "first": index[ids[0]] if ids else 0,
-                "n": len(ids), "prefix": prefix}
+                "n": len(ids)}
 
     extra = None
     if marks:
@@ -78,7 +78,7 @@ def network_data(net: CompiledNetwork, marks: Mapping[str, str] | None = None) -
             sections.append(_stage(net, what, member, group, refs, runs[what]))
             continue
         title = "stem" if not sections else "head" if _after_stages(sections) else "ops"
-        sections.append({"kind": "ops", "title": title, **group(what, ""),
+        sections.append({"kind": "ops", "title": title, **group(what),
                          "refs": [refs.top(n) for n in what], "code": model_class})
     return {"name": net.name, "input": format_shape(net.input_shape),
             "classes": ir.graph.get("num_classes"), "params": net.total_params,
@@ -126,7 +126,7 @@ def _stage(net: CompiledNetwork, name: str, member: Membership, group: Any, refs
     for b in stage.blocks:
         ids = member.nodes[b.id]
         template = layout.classes.get(b.class_name)
-        blocks.append({"id": b.id, "cls": b.class_name, **group(ids, b.id),
+        blocks.append({"id": b.id, "cls": b.class_name, **group(ids),
                        "kind": template.kind if template else "",
                        "shortcut": _shortcut_names(template),
                        "args": {"in_channels": b.in_channels, "channels": b.channels,

@@ -37,7 +37,6 @@
     const p = 100 * part / total;
     return p === 0 ? "0%" : p < 0.001 ? "<0.001%" : p.toFixed(p < 0.1 ? 3 : 1) + "%";
   }
-  const signed = (n) => (n > 0 ? "+" : "") + grouped(n);
   function bar(part, total) {
     const b = h("span", {class: "bar", title: pct(part, total) + " of the network's MACs"});
     b.append(h("i", {style: "width:" + Math.min(100, total ? 100 * part / total : 0).toFixed(1) + "%"}));
