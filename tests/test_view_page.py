@@ -112,7 +112,11 @@ def test_search_opens_the_way_and_details_show_spec_line_and_code(drv, out: Path
 
     box.clear()
     box.send_keys("layer9.0.conv1", Keys.ENTER)
-    assert "no module path layer9.0.conv1" in drv.find_element(By.CSS_SELECTOR, ".status").text
+    assert drv.find_element(By.CSS_SELECTOR, ".status").text == "no module path layer9.0.conv1"
+    box.clear()
+    box.send_keys("layer3.5.conv9", Keys.ENTER)
+    assert drv.find_element(By.CSS_SELECTOR, ".status").text == (
+        "no module path layer3.5.conv9; did you mean layer3.5.conv1, layer3.5.conv2, layer3.5.conv3?")
     _offline(drv)
 
 

@@ -498,8 +498,16 @@
     if (!q) return;
     const found = views.map((v) => v.find(q)).filter((e) => e);
     if (!found.length) {
-      const close = views.flatMap((v) => v.suggest(q, 5));
-      status.textContent = "no module path " + q + (close.length ? "; containing it: " + close.slice(0, 3).join(", ") : "");
+      // what the longest known part of the path holds (layer3.5.conv9 -> layer3.5.conv1, ...)
+      // the closest first: the longest start in common with what was asked
+      const common = (n) => { let i = 0; while (i < n.length && n[i] === q[i]) i++; return i; };
+      let close = views.flatMap((v) => v.suggest(q, 3));
+      for (let head = q; !close.length && head.includes(".");) {
+        head = head.slice(0, head.lastIndexOf("."));
+        close = views.flatMap((v) => v.suggest(head + ".", 200).filter((n) => n.startsWith(head + ".")));
+      }
+      close = [...new Set(close)].sort((a, b) => common(b) - common(a)).slice(0, 3);
+      status.textContent = "no module path " + q + (close.length ? "; did you mean " + close.join(", ") + "?" : "");
       return;
     }
     status.textContent = "";
