@@ -59,18 +59,18 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop pydantic's markers for union members ('int', 'function-after[...]', op tags)."""
     out: list[Any] = []
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, str):
             if part in _TYPE_MARKERS or part.startswith(("function-", "constrained-", "list[")):
                 continue
-            if part in OP_KINDS and out and isinstance(out[-1], int):
-                continue
+            if (part in OP_KINDS or part in _UNION_TAGS) and i and isinstance(loc[i - 1], int):
+                continue  # the tag of a list item's kind, not a key (a loop's `repeat` is one)
         out.append(part)
     return tuple(out)
 
 
-_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]", "Head", "literal['none']", "list",
-                           MODULE_TAG, LOOP_TAG})
+_TYPE_MARKERS = frozenset({"int", "str", "bool", "float", "[key]", "Head", "literal['none']", "list"})
+_UNION_TAGS = frozenset({MODULE_TAG, LOOP_TAG})
 
 
 def _message(err: dict[str, Any], model: type[BaseModel], doc: Document,
