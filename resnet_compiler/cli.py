@@ -192,6 +192,8 @@ def _run_compile(argv: Sequence[str]) -> int:
                     class_names=_trained_class_names(args.weights))
         _wrote(args.output)
     if args.verify:
+        from .runtime.limits import check_forward
+        check_forward(net.ir.graph, [net.input_shape[1:], *(args.sizes or [])], args.batch or 2)
         from .runtime.verify import verify
         report = verify(net, weights=args.weights, batch=args.batch or 2, device=args.device,
                         opset=args.opset, fold_bn=not args.no_fold_bn, dtype=args.dtype,
