@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .html_data import network_data
+from .html_data import json_ready, network_data
 
 if TYPE_CHECKING:
     from ..compiler import CompiledNetwork
@@ -94,12 +94,11 @@ def node_marks(a: CompiledNetwork, b: CompiledNetwork) -> tuple[dict[str, str], 
 
 
 def _changes(a: CompiledNetwork, b: CompiledNetwork, marks: dict[str, str]) -> dict[str, Any]:
-    from .html_data import _plain
     out = {}
     for n, m in marks.items():
         if m == "changed":
             da, db = a.ir.nodes[n], b.ir.nodes[n]
-            out[n] = {k: [_plain(da.get(k)), _plain(db.get(k))] for k in {**da, **db}
+            out[n] = {k: [json_ready(da.get(k)), json_ready(db.get(k))] for k in {**da, **db}
                       if da.get(k) != db.get(k)}
     return out
 

@@ -15,6 +15,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UsageError
 from ..ir.templates import BlockTemplate, Layout, StageLayout
 from ..language.load import format_path
 from ..messages import format_shape
@@ -130,7 +131,7 @@ def _stage(net: CompiledNetwork, name: str, member: Membership, group: Any, refs
                        "kind": template.kind if template else "",
                        "shortcut": _shortcut_names(template),
                        "args": {"in_channels": b.in_channels, "channels": b.channels,
-                                "stride": b.stride, **_plain(dict(b.params))},
+                                "stride": b.stride, **json_ready(dict(b.params))},
                        "defined": refs.block_definition(template.kind) if template else None})
     return {"kind": "stage", "name": name, "index": i, "blocks": blocks,
             "runs": [[r.start, r.count] for r in runs], "refs": refs.stage(i)}
@@ -145,7 +146,7 @@ def _node(name: str, d: Mapping[str, Any], feature: str | None, mark: str | None
     """[path, op, shape, params, MACs, attributes, state_dict tensors, feature output name,
     diff mark, op family (the ops/ module it is defined in: conv, norm, act, ...), part shapes]"""
     op = REGISTRY[d["op"]]
-    attrs = {k: _plain(v) for k, v in d.items() if k not in DERIVED}
+    attrs = {k: json_ready(v) for k, v in d.items() if k not in DERIVED}
     tensors = {k: format_shape(v) for k, v in d.get("tensors", {}).items()}
     parts = [format_shape(s) for s in op.part_shapes(d, d["shape"])] if op.has_parts else None
     return [name, d["op"], format_shape(d["shape"]), d.get("params", 0), d.get("macs", 0), attrs,
@@ -157,11 +158,12 @@ def _family(kind: str) -> str:
     return type(REGISTRY[kind]).__module__.rpartition(".")[2]
 
 
-def _plain(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
+    """Attribute values as JSON has them (tuples as lists, other objects as text)."""
     if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
@@ -171,7 +173,7 @@ def _preprocessing(graph: Mapping[str, Any]) -> str:
     from ..language.preprocessing import Preprocessing
     try:
         return Preprocessing.from_json(graph["preprocessing"]).describe()
-    except Exception:  # noqa: BLE001 - a header line; the network is what matters
+    except (KeyError, UsageError):  # a header line: the page is drawn without it
         return ""
 
 
