@@ -109,9 +109,9 @@ def diff_page(result: NetworkDiff) -> str:
     a, b = result.a, result.b
     marks_a, marks_b = node_marks(a, b)
     da, db = network_data(a, marks_a), network_data(b, marks_b)
-    counts = {k: sum(1 for m in {**marks_a, **marks_b}.values() if m == k)
-              for k in ("changed", "added", "removed")}
-    counts["changed"] = sum(1 for m in marks_a.values() if m == "changed")
+    counts = {"changed": sum(m == "changed" for m in marks_a.values()),
+              "added": sum(m == "added" for m in marks_b.values()),
+              "removed": sum(m == "removed" for m in marks_a.values())}
     rows = "".join(
         f"<tr><td>{html.escape(s['name'])}</td><td>{s['a']['blocks']}</td><td>{s['b']['blocks']}</td>"
         f"<td>{s['a']['params']:,}</td><td>{s['b']['params']:,}</td>"
