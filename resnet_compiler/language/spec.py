@@ -5,8 +5,6 @@ shortcuts are templates written in the same op language, so the built-in ones (`
 and a user's own are handled by one mechanism.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 from typing import Annotated, Any, Literal, Union
@@ -96,10 +94,10 @@ class Loop(_Model):
 
     repeat: Size = Field(description="How many copies (a whole number from 1 to 64).")
     index: str = Field("i", description="The index variable, 0 to repeat - 1.")
-    ops: Annotated[list[Op], Field(min_length=1)]
+    ops: Annotated[list["Op"], Field(min_length=1)]
 
     @model_validator(mode="after")
-    def _index_name(self) -> Loop:
+    def _index_name(self) -> "Loop":
         _variable(self.index)
         return self
 
@@ -151,7 +149,7 @@ class Input(_Model):
         "bilinear", description="How images of another size are resized to height x width.")
 
     @model_validator(mode="after")
-    def _per_channel(self) -> Input:
+    def _per_channel(self) -> "Input":
         for key in ("mean", "std"):
             values = getattr(self, key)
             if values is not None and len(values) != self.channels:
@@ -193,7 +191,7 @@ class Block(_Model):
         " left out); with `ops:`, the value the block returns.")
 
     @model_validator(mode="after")
-    def _one_form(self) -> Block:
+    def _one_form(self) -> "Block":
         if (self.branch is None) == (self.ops is None):
             raise ValueError("a block has either branch: (the residual implied) or ops: (the"
                              " residual written out), not both")
@@ -247,7 +245,7 @@ class Stage(BaseModel):
     attn: LayerChoice | None = Field(None, description="This stage's attention (see defaults.attn).")
 
     @model_validator(mode="after")
-    def _one_width_per_block(self) -> Stage:
+    def _one_width_per_block(self) -> "Stage":
         if isinstance(self.channels, list) and len(self.channels) != self.depth:
             raise ValueError(f"channels gives {len(self.channels)} widths for {self.depth}"
                              " blocks; give one per block (or a single width)")
@@ -349,7 +347,7 @@ class Spec(Library):
         "inherit it) and is not part of the network or its hash.")
 
     @model_validator(mode="after")
-    def _classifier_or_features(self) -> Spec:
+    def _classifier_or_features(self) -> "Spec":
         if self.head == "none" and not self.outputs:
             raise ValueError("head: none leaves nothing to return; list the feature maps under"
                              " outputs: (for example [layer1, layer2, layer3, layer4])")

@@ -4,8 +4,6 @@ Spec validation, expansion, complexity, weights and both emitters look ops up he
 outside an op's own module branches on its kind.
 """
 
-from __future__ import annotations
-
 from .act import ActOp, ReLUOp
 from .attention import EcaOp, SqueezeExciteOp
 from .base import Context, InitOptions, OpDef, OpModel, Shape, ShapeError

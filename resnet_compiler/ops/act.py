@@ -2,8 +2,6 @@
 function chosen by `fn`, lowered to the matching `nn` module and to the ONNX nodes the target
 opset has (fused ops like Gelu, HardSwish and Mish only where the opset defines them)."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal

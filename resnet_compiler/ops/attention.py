@@ -1,8 +1,6 @@
 """Channel attention: squeeze-and-excitation (Hu et al.), as timm's SEModule computes it, and
 efficient channel attention (Wang et al., ECA-Net), as timm's EcaModule computes it."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -189,8 +187,8 @@ class SqueezeExciteOp(OpDef):
     def macs(self, attrs: Attrs, inputs: Sequence[Shape], out: Shape) -> int:
         return 2 * attrs["channels"] * attrs["rd_channels"]
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         out = {}
         for fc in ("fc1", "fc2"):
             w = tensors[f"{fc}.weight"]
@@ -355,8 +353,8 @@ class EcaOp(OpDef):
     def macs(self, attrs: Attrs, inputs: Sequence[Shape], out: Shape) -> int:
         return attrs["channels"] * attrs["kernel"]
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         """nn.Conv1d's own initialisation (the generated _init_weights leaves 1-D convs alone)."""
         shape = tensors["conv.weight"]
         return {"conv.weight": uniform_fan_in(rng, shape, math.prod(shape[1:]))}

@@ -6,8 +6,6 @@ to ONNX nodes live side by side in one `OpDef` subclass, so adding an op touches
 Emitters, complexity, weights and verify only ever call these methods through the registry.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -181,14 +179,14 @@ def fold_constants(text: str) -> str:
         return e.source  # left as written: the expander reports it at the field
 
 
-def kaiming_fan_out(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+def kaiming_fan_out(rng: "np.random.Generator", shape: Shape) -> "np.ndarray":
     """nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu")."""
     import numpy as np
     std = math.sqrt(2.0 / (shape[0] * math.prod(shape[2:])))
     return (rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float32)
 
 
-def uniform_fan_in(rng: np.random.Generator, shape: Shape, fan_in: int) -> np.ndarray:
+def uniform_fan_in(rng: "np.random.Generator", shape: Shape, fan_in: int) -> "np.ndarray":
     """PyTorch's default bias (and Linear) initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     import numpy as np
     bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
@@ -278,8 +276,8 @@ class OpDef:
         other ops (norms, activations, adds, global pooling) count neither."""
         return macs, 0
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         """Seeded values for `tensors`, as the generated code's `_init_weights` would draw them."""
         if tensors:
             raise NotImplementedError(f"{self.kind}: no initialisation")
@@ -337,8 +335,8 @@ class OpDef:
     # -- optional: a norm that can fold into the convolution before it -------------------------
     folds_into_conv: ClassVar[bool] = False
 
-    def fold_into_conv(self, b: OnnxBuilder, node: str, attrs: Attrs, weight: np.ndarray,
-                       bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def fold_into_conv(self, b: OnnxBuilder, node: str, attrs: Attrs, weight: "np.ndarray",
+                       bias: "np.ndarray | None") -> "tuple[np.ndarray, np.ndarray]":
         """The conv's weight and bias with this op folded in (only if `folds_into_conv`)."""
         raise NotImplementedError
 

@@ -1,8 +1,6 @@
 """2-D convolution: `nn.Conv2d`, ONNX `Conv` (with a following norm folded into its weights), and
 the weight-standardised convolution of BiT ResNet-V2 (timm's StdConv2d)."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -106,8 +104,8 @@ class ConvOp(OpDef):
         out = math.prod(attrs["shape"])
         return macs + (out if attrs["bias"] else 0), out
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         weight = tensors["weight"]
         out = {"weight": kaiming_fan_out(rng, weight)}
         if "bias" in tensors:
@@ -123,7 +121,7 @@ class ConvOp(OpDef):
     def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
         return text(src["channels"])
 
-    def onnx_weight(self, b: Any, node: str, attrs: Attrs) -> np.ndarray:
+    def onnx_weight(self, b: Any, node: str, attrs: Attrs) -> "np.ndarray":
         """The filters the convolution applies (a subclass may transform the stored ones)."""
         return b.weight(f"{node}.weight")
 
@@ -210,7 +208,7 @@ class StdConvOp(ConvOp):
         eps = f", eps={src['eps']!r}" if src["eps"] != 1e-6 else ""
         return f"StdConv2d{conv.removeprefix('nn.Conv2d')[:-1]}{eps})"
 
-    def onnx_weight(self, b: Any, node: str, attrs: Attrs) -> np.ndarray:
+    def onnx_weight(self, b: Any, node: str, attrs: Attrs) -> "np.ndarray":
         """The standardised filters, computed in float64 at export: ONNX then sees a plain Conv
         (and a following norm still folds into it)."""
         import numpy as np

@@ -7,8 +7,6 @@ them has weights or a module: the generated code calls torch functions on named 
 gets Split, Concat, Add, Mul, Softmax and Reduce* nodes.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -54,7 +52,7 @@ class Split(OpModel):
         None, description="Channels of each part (they must add up to the input's channels).")
 
     @model_validator(mode="after")
-    def _one_rule(self) -> Split:
+    def _one_rule(self) -> "Split":
         if (self.parts is None) == (self.sizes is None):
             raise ValueError("split takes either parts or sizes")
         return self

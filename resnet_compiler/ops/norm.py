@@ -2,8 +2,6 @@
 FrozenBatchNorm (torchvision's fixed-statistics BN, folded the same way) and GroupNorm
 (`nn.GroupNorm`, lowered to ONNX ops every opset from 13 has)."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -67,7 +65,7 @@ class GroupNorm(OpModel):
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
 
-def _affine_values(c: Shape, rng: np.random.Generator, options: InitOptions) -> dict[str, np.ndarray]:
+def _affine_values(c: Shape, rng: "np.random.Generator", options: InitOptions) -> "dict[str, np.ndarray]":
     """A norm's scale and shift: non-trivial when `realistic_norm` (so comparisons exercise
     them), else ones (zeros for a zero-initialised branch end) and zeros."""
     import numpy as np
@@ -78,7 +76,7 @@ def _affine_values(c: Shape, rng: np.random.Generator, options: InitOptions) -> 
             "bias": np.zeros(c, np.float32)}
 
 
-def _bn_values(c: Shape, rng: np.random.Generator, options: InitOptions) -> dict[str, np.ndarray]:
+def _bn_values(c: Shape, rng: "np.random.Generator", options: InitOptions) -> "dict[str, np.ndarray]":
     """Scale, shift and running statistics of a batch norm (the draw order is BN's own)."""
     import numpy as np
     out = _affine_values(c, rng, options)
@@ -111,8 +109,8 @@ class BatchNormOp(OpDef):
         return {"weight": c, "bias": c, "running_mean": c, "running_var": c,
                 "num_batches_tracked": ()}
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         import numpy as np
         out = _bn_values(tensors["weight"], rng, options)
         out["num_batches_tracked"] = np.array(0, dtype=np.int64)
@@ -130,8 +128,8 @@ class BatchNormOp(OpDef):
         ins = [inputs[0], *(b.init(f"{node}.{t}", b.weight(f"{node}.{t}")) for t in BN_TENSORS)]
         return b.add("BatchNormalization", node, ins, node, epsilon=float(attrs["eps"]))
 
-    def fold_into_conv(self, b: Any, node: str, attrs: Attrs, weight: np.ndarray,
-                       bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def fold_into_conv(self, b: Any, node: str, attrs: Attrs, weight: "np.ndarray",
+                       bias: "np.ndarray | None") -> "tuple[np.ndarray, np.ndarray]":
         """y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta, computed in float64."""
         import numpy as np
         gamma, beta, mean, var = (b.weight(f"{node}.{t}").astype(np.float64) for t in BN_TENSORS)
@@ -183,8 +181,8 @@ class FrozenBatchNormOp(BatchNormOp):
     def tensors(self, attrs: Attrs) -> dict[str, Shape]:
         return dict.fromkeys(BN_TENSORS, (attrs["channels"],))
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         return _bn_values(tensors["weight"], rng, options)
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
@@ -271,8 +269,8 @@ class GroupNormOp(OpDef):
         c = (attrs["channels"],)
         return {"weight": c, "bias": c} if attrs["affine"] else {}
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         return _affine_values(tensors["weight"], rng, options) if tensors else {}
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:

@@ -1,8 +1,6 @@
 """Pooling: windowed max and average pooling, anti-aliased blur pooling, and the head's global
 pooling."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -224,7 +222,7 @@ class BlurPool2d(nn.Module):
 '''
 
 
-def binomial_filter(size: int) -> np.ndarray:
+def binomial_filter(size: int) -> "np.ndarray":
     """The normalised 2-D binomial filter: outer product of row `size - 1` of Pascal's
     triangle with itself, divided so that it sums to 1 (timm's BlurPool2d filter)."""
     import numpy as np

@@ -1,8 +1,6 @@
 """Regularisation that exists only in training: stochastic depth (`drop_path`), as timm's DropPath
 computes it. At inference it is the identity, so it has no ONNX nodes and counts nothing."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 

@@ -4,8 +4,6 @@ sample-based EvoNorm-S0 (Liu et al.; timm's EvoNorm2dS0). Each carries its own a
 TLU, the swish-like gate), so a network that uses them in place of norm + act sets `defaults:
 {norm: frn, act: identity}`. Both lower to plain ONNX ops that every opset from 13 has."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -131,8 +129,8 @@ class _ResponseNormOp(OpDef):
             out[self.carrier] = c
         return out
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         """timm's init (ones, zeros, and tau zeros or v ones); with realistic norms, all drawn,
         so that a swapped or ignored tensor shows in the outputs."""
         import numpy as np

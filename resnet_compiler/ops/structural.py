@@ -2,8 +2,6 @@
 (placed by the compiler for `head: {pool: ...}`, written by a head list), and pad (timm's
 same-padding)."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -136,8 +134,8 @@ class LinearOp(OpDef):
         out = attrs["out_features"]
         return macs + (out if attrs.get("bias", True) else 0), out
 
-    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: np.random.Generator,
-             options: InitOptions) -> dict[str, np.ndarray]:
+    def init(self, attrs: Attrs, tensors: Mapping[str, Shape], rng: "np.random.Generator",
+             options: InitOptions) -> "dict[str, np.ndarray]":
         return {k: uniform_fan_in(rng, s, attrs["in_features"]) for k, s in tensors.items()}
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
