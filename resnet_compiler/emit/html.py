@@ -65,7 +65,7 @@ def _network_facts(net: CompiledNetwork, data: dict[str, Any]) -> list[tuple[str
     outputs = data["outputs"]
     return [("input", data["input"]),
             ("output", f"{classes} classes ({data['output']})" if classes else
-             f"features ({data['output']})"),
+             "feature maps" + (f" ({', '.join(outputs)})" if outputs else "")),
             ("params", f"{net.total_params:,} ({net.total_params / 1e6:.2f} M)"),
             ("MACs", f"{net.total_macs:,} ({net.total_macs / 1e9:.3f} G per image)"),
             ("preprocessing", data["preprocessing"] or "-"),

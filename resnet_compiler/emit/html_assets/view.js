@@ -124,7 +124,8 @@
         h("span", {class: "title", text: s.name}),
         h("span", {class: "sub", text: s.blocks.length + " blocks (" + classes + ")"}),
         h("span", {class: "io", text: this.shape(first.ins[0]) + " → " + this.shape(last.first + last.n - 1)}),
-        h("span", {class: "cost", text: this.costLine(p, m)}), bar(m, this.net.macs));
+        h("span", {class: "cost", text: this.costLine(p, m)}), bar(m, this.net.macs),
+        this.featureTag(last.first + last.n - 1));
       g.append(head, h("div", {class: "body"}));
       g._build = () => this.fillStage(g, s);
       g._info = () => this.stageInfo(s, p, m);
@@ -132,6 +133,11 @@
     }
 
     featureAt(i) { return this.net.nodes[i] ? this.net.nodes[i][7] : null; }
+
+    featureTag(i) {  // a group whose output is a feature map (`outputs:`) says so
+      const name = this.featureAt(i);
+      return name ? h("span", {class: "feature", text: "feature: " + name}) : null;
+    }
 
     fillStage(g, s) {
       const body = g.querySelector(":scope > .body");
@@ -158,7 +164,8 @@
         h("button", {"data-role": "toggle", "aria-expanded": "false", title: "unfold", text: "+"}),
         h("span", {class: "title", text: b.id}), h("span", {class: "sub", text: b.cls}),
         h("span", {class: "io", text: this.shape(b.ins[0]) + " → " + this.shape(b.first + b.n - 1)}),
-        h("span", {class: "cost", text: this.costLine(p, m)}), bar(m, this.net.macs)),
+        h("span", {class: "cost", text: this.costLine(p, m)}), bar(m, this.net.macs),
+        this.featureTag(b.first + b.n - 1)),
         h("div", {class: "body"}));
       g._build = () => g.querySelector(":scope > .body").append(this.canvas(b, b.first, b.ins, b.id + ".", b.shortcut));
       g._info = () => this.blockInfo(s, [k], p, m);
