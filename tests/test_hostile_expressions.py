@@ -81,6 +81,9 @@ EDGES = [
     ("1000000 * 1000000 * 10", f"value too large: 1.0000e+13 {LIMIT}"),
     ("-1000000 * 1000000 * 10", f"value too large: -1.0000e+13 {LIMIT}"),
     ("1e300 * 1e300", f"value too large: inf {LIMIT}"),
+    # a constant part that fails is wrong whatever the names are: reported where it is written
+    ("in_channels * log2(0)", "log2 of 0: the argument must be positive"),
+    ("max(in_channels, 8 // 0)", "8 // 0: division by zero"),
 ]
 
 

@@ -161,16 +161,20 @@ class _Expander:
         return OpTemplate(name, op.op, sources, exprs, when)
 
     def check_constants(self, where: Origin, exprs: Mapping[str, Expr]) -> None:
-        """A constant expression that cannot be evaluated (`log2(0)`) is wrong wherever the op
-        is used: say so at the field it is written in, not at a stage."""
+        """An expression with a constant part that cannot be evaluated (`log2(0)`, also inside
+        `channels * log2(0)`) is wrong wherever it is used: say so at the field it is written
+        in, not at a stage."""
         for key, e in exprs.items():
-            if e.constant:
+            err = e.constant_error()
+            if err is None and e.constant:
                 try:
                     e.evaluate({})
-                except ExprError as err:
-                    field, _, index = key.partition("[")
-                    path = (*where, field, int(index[:-1])) if index else (*where, field)
-                    raise self.error(path, err.reason) from None
+                except ExprError as found:
+                    err = found
+            if err is not None:
+                field, _, index = key.partition("[")
+                path = (*where, field, int(index[:-1])) if index else (*where, field)
+                raise self.error(path, err.reason)
 
     def call_template(self, op: ModuleCall, name: str, layers: Mapping[str, Any],
                       where: Origin) -> OpTemplate:
@@ -414,6 +418,8 @@ class _Expander:
         known = {k: v for k, v in known.items() if k not in declared}
         known.update(fixed or {})
         block_vars = []
+        self.check_constants(("blocks", kind, "vars"),
+                             {var: Expr.parse(text) for var, text in block.vars.items()})
         for var, text in block.vars.items():
             e = Expr.parse(text).partial(known)
             if e.constant:

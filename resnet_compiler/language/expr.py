@@ -112,7 +112,7 @@ class Expr:
     """A validated expression: `source` is its normalised text, `names` the variables it reads,
     `functions` the functions it calls. Build with `Expr.parse` to share parsed instances."""
 
-    __slots__ = ("functions", "names", "source", "_evaluate")
+    __slots__ = ("functions", "names", "source", "_evaluate", "_constant_error")
 
     _cache: dict[str, Expr] = {}
 
@@ -128,6 +128,7 @@ class Expr:
         names: set[str] = set()
         functions: set[str] = set()
         self._evaluate = _compile(tree.body, names, functions)
+        self._constant_error: ExprError | None | bool = False  # not looked for yet
         self.names = frozenset(names)
         self.functions = frozenset(functions)
         self.source = ast.unparse(tree)
@@ -169,6 +170,14 @@ class Expr:
         except (ArithmeticError, ValueError, TypeError) as e:
             reason = str(e) or type(e).__name__
             raise ExprError(f"cannot evaluate {self.source!r}: {reason}", reason) from None
+
+    def constant_error(self) -> ExprError | None:
+        """The error of the first part without names that cannot be evaluated (`log2(0)` in
+        `channels * log2(0)`): wrong whatever values the names take. Parts a condition may skip
+        (the branches of `a if c else b`, the later operands of `and`/`or`) are not looked at."""
+        if self._constant_error is False:
+            self._constant_error = _first_constant_error(ast.parse(self.source, mode="eval").body)
+        return self._constant_error  # type: ignore[return-value]
 
     def value_or_none(self) -> Value | None:
         """A constant's value, or None when it has names or cannot be evaluated (the error is
@@ -236,6 +245,28 @@ class _Fold(ast.NodeTransformer):
                     return node
                 return ast.Constant(value)
         return node
+
+
+def _first_constant_error(node: ast.AST) -> ExprError | None:
+    functions = {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+    if isinstance(node, (ast.Call, ast.BinOp, ast.UnaryOp)) and not any(
+            isinstance(n, ast.Name) and id(n) not in functions for n in ast.walk(node)):
+        try:
+            Expr(ast.unparse(node)).evaluate({})
+        except ExprError as e:
+            return e
+        return None
+    if isinstance(node, ast.IfExp):
+        children: list[ast.AST] = [node.test]
+    elif isinstance(node, ast.BoolOp):
+        children = node.values[:1]
+    else:
+        children = list(ast.iter_child_nodes(node))
+    for child in children:
+        found = _first_constant_error(child)
+        if found is not None:
+            return found
+    return None
 
 
 def _number(value: Value) -> Value:
