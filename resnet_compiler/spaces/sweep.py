@@ -159,8 +159,11 @@ def ray_session(address: str | None, num_cpus: float | None = None) -> Iterator[
     """Ray for the sweep: the caller's when it has one, else a local Ray (or the cluster at
     `address`) that is shut down, with its processes, when the sweep ends."""
     import logging
-
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("sweep runs its trials on Ray Tune, which is not installed: pip install "
+                         "'ray[tune]' (or resnet-compiler[sweep])") from None
     if ray.is_initialized():
         yield
         return
