@@ -6,10 +6,12 @@ driver logs the console and every network request, so tests can assert a page st
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,11 @@ def _install_chromium() -> None:
 def binaries() -> tuple[str, str]:
     chrome, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chrome and driver):
-        _install_chromium()
+        # one installer at a time: test workers start together
+        with open(Path(tempfile.gettempdir()) / "resnet-compiler-chromium.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (shutil.which("chromium") and shutil.which("chromedriver")):
+                _install_chromium()
         chrome, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chrome and driver):
         pytest.fail("the page tests need Debian's chromium and chromium-driver: "
