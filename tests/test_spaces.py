@@ -317,14 +317,16 @@ def test_estimate_equals_the_compiler(section: dict, size: tuple[int, int, int])
 
 
 @settings(max_examples=examples(30, 200))
-@given(rows=st.lists(SECTIONS, min_size=1, max_size=40))
-def test_screen_agrees_with_the_generator(rows: list[dict]) -> None:
+@given(rows=st.lists(SECTIONS, min_size=1, max_size=40),
+       rounding=st.sampled_from(["pycls", "timm", "torchvision"]))
+def test_screen_agrees_with_the_generator(rows: list[dict], rounding: str) -> None:
     keys = ("depth", "w0", "wa", "wm")
-    verdicts = screen({"group_width": 8}, {k: [r[k] for r in rows] for k in keys}, len(rows))
+    verdicts = screen({"group_width": 8, "rounding": rounding},
+                      {k: [r[k] for r in rows] for k in keys}, len(rows))
     for r, verdict in zip(rows, verdicts, strict=True):
         if verdict is None:
             continue
-        widths, exps = block_widths(r["depth"], r["w0"], r["wa"], r["wm"])
+        widths, exps = block_widths(r["depth"], r["w0"], r["wa"], r["wm"], rounding)
         count = len(set(widths))
         assert verdict == (None if max(exps) + 1 == count else "stages", count)
 

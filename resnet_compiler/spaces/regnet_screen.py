@@ -6,7 +6,8 @@ s_j = round(log(u_j / w0) / log(wm)) and widths round(w0 * wm^s / 8) * 8 are com
 batch in float64, as pycls computes them. numpy's log and pow may differ from Python's in the last
 bit, which can only matter where a value lies within rounding distance of a .5 tie; such rows are
 left undecided (None) and go through the generator itself, so every verdict given here is the one
-`regnet.block_widths` gives.
+`regnet.block_widths` gives. For timm's and torchvision's float32 rounding the margin around a tie
+is wider, by the most float32 arithmetic can move a value.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ import numpy as np
 from ..language.regnet import QUANT, SECTION_DEFAULTS
 
 TIE = 1e-9  # how near a .5 tie a value may be before the row is left to the generator
+# timm's and torchvision's widths are computed in float32 (about 7 digits): a chain of a few
+# float32 roundings moves an exponent's ratio by far less than 1e-4 and a width/8 by far less
+# than 1e-5 of itself, so a float64 value at least that far from a tie rounds the same way
+F32_RATIO_TIE, F32_WIDTH_TIE = 1e-4, 1e-5
 KEYS = ("depth", "w0", "wa", "wm")
 
 
@@ -27,8 +32,9 @@ def screen(section: Mapping[str, Any], sampled: Mapping[str, Sequence[Any]], n: 
     """Per draw: (reason, stages) as Sampler.regnet_rule gives it, or None (left undecided).
     `section`: the base `regnet:` section; `sampled`: its sampled keys' values for the batch."""
     cfg = {**SECTION_DEFAULTS, **section}
-    if "rounding" in sampled or cfg["rounding"] != "pycls":
+    if "rounding" in sampled or cfg["rounding"] not in ("pycls", "timm", "torchvision"):
         return [None] * n
+    ratio_tie, width_tie = (TIE, TIE) if cfg["rounding"] == "pycls" else (F32_RATIO_TIE, F32_WIDTH_TIE)
     try:
         cols = {k: np.asarray(sampled[k], dtype=np.float64) if k in sampled
                 else np.full(n, float(cfg[k])) for k in KEYS}
@@ -43,10 +49,10 @@ def screen(section: Mapping[str, Any], sampled: Mapping[str, Sequence[Any]], n: 
     with np.errstate(all="ignore"):
         ratio = np.log((j[None, :] * wa[:, None] + w0[:, None]) / w0[:, None]) / np.log(wm)[:, None]
         s = np.rint(ratio)
-        near_tie = np.abs(np.abs(ratio - np.floor(ratio)) - 0.5) < TIE
+        near_tie = np.abs(np.abs(ratio - np.floor(ratio)) - 0.5) < ratio_tie
         scaled = w0[:, None] * np.power(wm[:, None], s) / QUANT
         widths = np.rint(scaled) * QUANT
-        near_tie |= np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) < TIE * np.maximum(1, scaled)
+        near_tie |= np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) < width_tie * np.maximum(1, scaled)
     inside = j[None, :] < depth[:, None]
     near_tie &= inside
     s = np.where(inside, s, -1)
