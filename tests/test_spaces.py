@@ -379,3 +379,47 @@ def test_kept_designs_meet_every_constraint(tmp_path_factory: pytest.TempPathFac
                                d.values["regnet.wa"], d.values["regnet.wm"])
         assert max(exps) + 1 == len(widths)  # pycls's rule: every exponent has its stage
     assert len({d.sha256 for d in kept}) == len(kept)
+
+
+def test_a_space_extends_another(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The child keeps the parent's distributions, changes what it names; an error in the
+    parent's entry points at the parent's line."""
+    write_space(tmp_path, name="parent.yaml")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: parent.yaml\nname: regnety_space\nregnet: {se_ratio: 0.25}\nspace:\n"
+                     "  sample:\n    regnet.depth: {uniform: [13, 16], q: 1}\n  constraints:\n"
+                     "    flops: [200e6, 800e6]\n")
+    space = load_space(child)
+    assert list(space.sample) == ["regnet.depth", "regnet.w0", "regnet.wa", "regnet.wm",
+                                  "regnet.group_width"]
+    assert space.sample["regnet.depth"].high == 16
+    assert space.constraints.totals["flops"].low == 200e6 and space.constraints.stages is not None
+    assert space.base.data["regnet"]["se_ratio"] == 0.25 and "space" not in space.base.data
+    out = tmp_path / "d"
+    assert main(["sample", str(child), "-n", "4", "-o", str(out), "--no-progress"]) == 0
+    for r in read_rows(out / "designs.csv"):
+        assert 13 <= int(r["regnet.depth"]) <= 16 and 200e6 <= int(r["flops"]) <= 800e6
+        assert rc.compile(str(out / r["design"])).spec.stages[0].model_extra["se_ratio"] == 0.25
+    (tmp_path / "parent.yaml").write_text(REGNET_SPACE.format(constraints=WINDOW).replace(
+        "{uniform: [12, 28], q: 1}", "{uniform: [28, 12], q: 1}"))
+    child.write_text("extends: parent.yaml\nname: regnety_space\n")
+    capsys.readouterr()
+    assert main(["sample", str(child), "-n", "4", "-o", str(tmp_path / "e"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.startswith(f"{tmp_path / 'parent.yaml'}:8: space.sample.regnet.depth")
+
+
+def test_ks_statistic_and_edfs_match_scipy() -> None:
+    from resnet_compiler.spaces.analysis import (
+        bin_weights,
+        edf,
+        flops_edges,
+        ks_statistic,
+    )
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(10, 2, 40).round(1).tolist(), rng.normal(11, 2, 25).round(1).tolist()
+    assert ks_statistic(edf(a), edf(b)) == pytest.approx(stats.ks_2samp(a, b).statistic)
+    curve = edf(a)
+    assert curve[-1][1] == 1.0 and all(f == sum(x <= e for x in a) / len(a) for e, f in curve)
+    flops = [1e6, 1.1e6, 1.2e6, 8e6]  # three small designs and one large: two bins, 1/2 each
+    w = bin_weights(flops, flops_edges(flops, 2))
+    assert w == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2])

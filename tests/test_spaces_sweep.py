@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
 from resnet_compiler.cli import main
 from resnet_compiler.spaces.sweep import SweepOptions, sweep_folder
-
-import ray  # noqa: E402 - the test extra installs it
 
 SPACE = """\
 name: digits_space

@@ -92,19 +92,22 @@ def sweep_names(folders: Sequence[Path]) -> list[str]:
 # -- EDFs ------------------------------------------------------------------------------------
 
 def edf(errors: Sequence[float], weights: Sequence[float] | None = None) -> Curve:
-    """(error, F(error)) at each distinct error, ascending; F reaches 1 at the largest."""
+    """(error, F(error)) at each distinct error, ascending; F reaches 1 at the largest. Without
+    weights F is a count over n (exact fractions, not a running float sum)."""
     if not errors:
         return []
-    w = list(weights) if weights is not None else [1.0 / len(errors)] * len(errors)
-    total = sum(w)
+    pairs = sorted(zip(errors, weights if weights is not None else [1.0] * len(errors),
+                       strict=True))
+    total = sum(w for _, w in pairs)
     out: Curve = []
     acc = 0.0
-    for e, wi in sorted(zip(errors, w, strict=True)):
-        acc += wi
+    for i, (e, w) in enumerate(pairs):
+        acc += w
+        value = (i + 1) / len(pairs) if weights is None else acc / total
         if out and out[-1][0] == e:
-            out[-1] = (e, acc / total)
+            out[-1] = (e, value)
         else:
-            out.append((e, acc / total))
+            out.append((e, value))
     out[-1] = (out[-1][0], 1.0)
     return out
 

@@ -110,8 +110,8 @@ class Constraints:
 class Space:
     """A loaded, checked design space."""
 
-    doc: Document        # the file as written
-    base: Document       # its spec, extends: resolved, `space:` left out, generators not run
+    doc: Document        # the file with what it extends merged in, `space:` included
+    base: Document       # the same without `space:`: the spec, before generators run
     folder: Path
     sample: dict[str, Distribution]
     constraints: Constraints
@@ -133,11 +133,18 @@ class Space:
 
 def load_space(path: str | Path) -> Space:
     """Read and check a space file; a SpecError (file:line: what is wrong) for any mistake."""
-    doc = load_file(path)
+    loaded = load_file(path)
+    if not isinstance(loaded.data, dict):
+        raise SpecError.single("", "a design space is a spec (a mapping) plus space: {seed, "
+                               "sample, constraints}", loaded.source)
+    folder = Path(loaded.source).parent
+    # merged with what it extends, `space:` included: a space can extend another and change
+    # some of its distributions or constraints
+    doc = resolve_document(loaded, folder, generate=False)
     data = doc.data
-    if not isinstance(data, dict) or SPACE not in data:
+    if SPACE not in data:
         raise SpecError.single("", "no space: section; a design space is a spec plus space: "
-                               "{seed, sample, constraints}", doc.source)
+                               "{seed, sample, constraints}", loaded.source)
     section = data[SPACE]
     if not isinstance(section, dict):
         raise doc.error((SPACE,), "must be a mapping: {seed, sample, constraints}")
@@ -145,9 +152,8 @@ def load_space(path: str | Path) -> Space:
         if key not in SPACE_KEYS:
             raise doc.error((SPACE, key), f"unknown key {key!r}{did_you_mean(key, SPACE_KEYS)} "
                                           f"(keys: {', '.join(SPACE_KEYS)})")
-    own = Document({k: v for k, v in data.items() if k != SPACE}, doc.source, doc.lines)
-    folder = Path(doc.source).parent
-    base = resolve_document(own, folder, generate=False)
+    base = Document({k: v for k, v in data.items() if k != SPACE}, doc.source, doc.lines,
+                    doc.sources, doc.libraries)
     seed = _whole(doc, (SPACE, "seed"), section.get("seed", 0), 0)
     max_draws = _whole(doc, (SPACE, "max_draws"), section.get("max_draws", DEFAULT_MAX_DRAWS), 1)
     sample = _sample(doc, base, section.get("sample"))
@@ -212,7 +218,7 @@ def _distribution(doc: Document, where: tuple[str, ...], entry: Any) -> Distribu
                                     f"{args!r})")
         return Distribution(kind, float(ends[0]), float(ends[1]), q)  # type: ignore[arg-type]
     except DistributionError as e:
-        raise doc.error((*where, kind), str(e)) from None
+        raise doc.error((*where, kind), str(e).removeprefix(f"{kind}: ")) from None
 
 
 def _choice_value(value: Any) -> Any:
