@@ -98,16 +98,17 @@ def scatter_figure(sweeps: Sequence[Sweep], columns: Sequence[str]) -> bytes:
     for k, column in enumerate(panels):
         ax = axes[k // cols][k % cols]
         seen: list[float] = []
+        scale = 1e-6 if column == "flops" else 1.0
         for sweep in sweeps:
             pts = [(as_number(d.row.get(column, "")), d.error) for d in sweep.finished]
-            pts = [(float(x), e) for x, e in pts if x is not None]
+            pts = [(float(x) * scale, e) for x, e in pts if x is not None]
             if pts:
                 ax.scatter([x for x, _ in pts], [e for _, e in pts], s=12, alpha=0.7,
                            label=sweep.name)
                 seen += [x for x, _ in pts]
         if _log_axis(seen):
-            ax.set_xscale("log")
-        ax.set_xlabel(column, fontsize=9)
+            _plain_log_axis(ax.xaxis, ax.set_xscale)
+        ax.set_xlabel("MFLOPs (pycls)" if column == "flops" else column, fontsize=9)
         ax.set_ylabel("error (%)", fontsize=9)
         ax.grid(alpha=0.3)
     for k in range(len(panels), rows * cols):
@@ -116,6 +117,14 @@ def scatter_figure(sweeps: Sequence[Sweep], columns: Sequence[str]) -> bytes:
         axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return _png(fig)
+
+
+def _plain_log_axis(axis: Any, set_scale: Any, base: int = 10) -> None:
+    """A log scale labelled with plain numbers (8, 16, 32), not 10^x or 2^x."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    set_scale("log", base=base)
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _ints(cell: str) -> list[int]:
@@ -135,7 +144,7 @@ def staircase_figure(best: Sequence[tuple[str, DesignResult]]) -> bytes:
                     label=f"{label} ({d.error:.2f}%)")
             widths_seen += per_block
     if _log_axis(widths_seen):
-        ax.set_yscale("log", base=2)
+        _plain_log_axis(ax.yaxis, ax.set_yscale, base=2)
     ax.set_xlabel("block index")
     ax.set_ylabel("width (channels)")
     ax.grid(alpha=0.3)
