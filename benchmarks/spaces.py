@@ -66,15 +66,15 @@ space:
 """
 DIGITS_SPACE = """\
 name: digits_space
-input: {channels: 1, height: 32, width: 32}
+input: {channels: 1, height: 16, width: 16}
 num_classes: 10
 stem:
-  - {op: conv, name: conv1, channels: 32, kernel: 3}
+  - {op: conv, name: conv1, channels: 16, kernel: 3}
   - {op: bn, name: bn1}
   - {op: relu, name: relu}
 stages:
-  - {block: basic, depth: 2, channels: 32}
-  - {block: basic, depth: 2, channels: 64, stride: 2}
+  - {block: basic, depth: 2, channels: 16}
+  - {block: basic, depth: 2, channels: 32, stride: 2}
 head: {pool: avg, dropout: 0.0}
 space:
   seed: 0
@@ -162,7 +162,7 @@ def sweep_overhead(designs: int, tmp: Path) -> list[str]:
     over = sweep - direct
     epoch_trial = sum(_epoch_seconds(folder / "runs" / p.stem) for p in folder.glob("*.yaml"))
     epoch_direct = sum(_epoch_seconds(tmp / "direct" / p.stem) for p in folder.glob("*.yaml"))
-    return [f"sweep of {designs} 1-epoch digits designs (32x32, one trial at a time, 2 CPUs a trial): "
+    return [f"sweep of {designs} 1-epoch digits designs (16x16, one trial at a time, 2 CPUs a trial): "
             f"{sweep:.1f} s through Ray vs {direct:.1f} s trained in this process ({per:.1f} s a design)",
             f"  overhead: {over:.1f} s in all, {over / designs:.1f} s a design = {over / direct:.2f}x "
             f"a design's training time; inside the trials {in_trial:.1f} s (so Ray's start-up, "
