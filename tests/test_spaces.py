@@ -423,3 +423,20 @@ def test_ks_statistic_and_edfs_match_scipy() -> None:
     flops = [1e6, 1.1e6, 1.2e6, 8e6]  # three small designs and one large: two bins, 1/2 each
     w = bin_weights(flops, flops_edges(flops, 2))
     assert w == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2])
+
+
+@pytest.mark.parametrize(("csv_text", "message"), [
+    (None, "no designs.csv; give a folder written by `resnet-compile sample`"),
+    ("design,x\n../evil.yaml,1\n", "designs.csv:2: design '../evil.yaml' is not the name of a spec file"),
+    ("name,x\na.yaml,1\n", "no designs listed"),
+])
+def test_sweep_and_analyze_refuse_folders_not_sampled(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      csv_text: str | None, message: str) -> None:
+    if csv_text is not None:
+        (tmp_path / "designs.csv").write_text(csv_text)
+    for argv in (["sweep", str(tmp_path), "--dataset", "digits", "--epochs", "1"],
+                 ["analyze", str(tmp_path), "-o", str(tmp_path / "r.html")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "runs").exists()

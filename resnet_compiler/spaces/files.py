@@ -121,9 +121,16 @@ def read_designs(folder: Path) -> list[dict[str, str]]:
     if not f.is_file():
         raise UsageError(f"{folder}: no {DESIGNS_CSV}; give a folder written by `resnet-compile "
                          "sample`")
-    rows = read_csv(f)
+    try:
+        rows = read_csv(f)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UsageError(f"{f}: cannot read it: {e}") from None
     if not rows or "design" not in rows[0]:
-        raise UsageError(f"{f}: no designs listed")
+        raise UsageError(f"{f}: no designs listed (a `design` column of spec file names)")
+    for i, row in enumerate(rows, 2):
+        name = row.get("design") or ""
+        if not name or Path(name).name != name or name.startswith(".") or "\\" in name:
+            raise UsageError(f"{f}:{i}: design {name!r} is not the name of a spec file in {folder}")
     return rows
 
 
