@@ -17,7 +17,7 @@ import pytest
 import ray
 
 from resnet_compiler.cli import main
-from resnet_compiler.spaces.sweep import SweepOptions, sweep_folder
+from resnet_compiler.spaces.sweep import WORKER_NICENESS, SweepOptions, sweep_folder
 
 SPACE = """\
 name: digits_space
@@ -48,11 +48,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A local Ray of two CPUs for every sweep here (the sweeps use it, not a Ray of their own);
     its address, for a sweep in another process to join."""
     temp = tmp_path_factory.mktemp("ray")
+    before = os.environ.get(WORKER_NICENESS)
+    os.environ[WORKER_NICENESS] = "0"  # as a sweep's own Ray: trials at the normal priority
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(temp))
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        if before is None:
+            os.environ.pop(WORKER_NICENESS, None)
+        else:
+            os.environ[WORKER_NICENESS] = before
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -89,6 +95,10 @@ def test_sweep_resume_failure_and_analysis(tmp_path: Path, cluster: str) -> None
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    for _ in range(300):  # Ray ends the dead sweep's trial and takes its CPU back
+        if ray.available_resources().get("CPU", 0) >= 2:
+            break
+        time.sleep(0.1)
     assert done, f"no design finished before the kill: {proc.stderr.read().decode()[-2000:]}"
     assert len(done) < len(names)
     stamps = {n: (d / "runs" / n / "checkpoint.pt").stat().st_mtime_ns for n in done

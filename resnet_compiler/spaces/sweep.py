@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from ..outputs import write_atomic
 from .files import RESULT_COLUMNS, RESULTS_CSV, RUNS, csv_text, read_csv, read_designs
 
 RESULT = "result.json"
+WORKER_NICENESS = "RAY_worker_niceness"
 SPEC = "spec.yaml"
 LOG = "train.log"
 
@@ -171,8 +173,12 @@ def ray_session(address: str | None, num_cpus: float | None = None) -> Iterator[
                                   logging_level=logging.ERROR, configure_logging=True)
     if address:
         kwargs["address"] = address
-    elif num_cpus:
-        kwargs["num_cpus"] = num_cpus
+    else:
+        # Ray starts its workers at niceness 15; here they do the sweep's work, and at that
+        # priority any other load on the machine slows training several-fold (measured: 10x)
+        os.environ.setdefault(WORKER_NICENESS, "0")
+        if num_cpus:
+            kwargs["num_cpus"] = num_cpus
     try:
         ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
@@ -211,7 +217,6 @@ def sweep_folder(folder: Path, opts: SweepOptions, progress: bool = False) -> Su
 
 def _run_trials(folder: Path, todo: list[tuple[str, str]], opts: SweepOptions,
                 progress: bool) -> None:
-    import os
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's tables on stdout: one line a trial here
     with ray_session(opts.address):
         import ray
