@@ -187,3 +187,21 @@ def test_dynamic_model_at_a_huge_metadata_size(files: dict[str, Path], tmp_path:
 def test_untampered_models_classify(files: dict[str, Path]) -> None:
     for name in ("fixed", "dynamic"):
         assert _run("infer", files[name], files["image"])[0] == 0
+
+
+def test_deep_json_in_checkpoint_metadata(tmp_path: Path) -> None:
+    """A safetensors file whose metadata nests 100,000 levels: its reader refuses it in one
+    line, and --emit onnx --weights leaves the class names out rather than failing."""
+    from safetensors.torch import save_file
+
+    from resnet_compiler.errors import UsageError
+    from resnet_compiler.train.checkpoint import read_metadata
+    state = rc.compile(SMALL).build_torch().state_dict()
+    ckpt = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, ckpt,
+              metadata={"class_names": "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(UsageError, match="metadata class_names is nested deeper than 40 levels"):
+        read_metadata(ckpt)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(SMALL))
+    assert _run(spec, "--emit", "onnx", "--weights", ckpt, "-o", tmp_path / "m.onnx")[0] == 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..language.load import loads_json
 from ..outputs import write_atomic
 from .curves import plot_curves
 
@@ -140,9 +141,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         meta: dict[str, Any] = {"init_weights": None}
         for k, v in raw.items():
             try:
-                meta[k] = json.loads(v) if k in JSON_METADATA else v
-            except ValueError:
-                raise UsageError(f"{p}: metadata {k} is not valid JSON") from None
+                meta[k] = loads_json(v, f"metadata {k}") if k in JSON_METADATA else v
+            except ValueError as e:
+                raise UsageError(f"{p}: {e}") from None
         return meta
     ck = load_checkpoint(p)
     meta = dict(ck.get("metadata") or {})
