@@ -224,7 +224,10 @@ def graph_attrs(session: Any, input_shape: tuple[int, int, int]) -> dict[str, An
         from ..compiler import compile as compile_spec
         from ..errors import SpecError
         try:
-            return dict(compile_spec(loads_json(text, "the spec_text metadata")).ir.graph)
+            data = loads_json(text, "the spec_text metadata")
+            # the flat spec the file was made from; one that names other files is not ours
+            if isinstance(data, dict) and not {"extends", "use"} & data.keys():
+                return dict(compile_spec(data).ir.graph)
         except (SpecError, ValueError):
             pass  # an edited spec_text: the estimate falls back to the input alone
     return {"input_shape": input_shape, "total_acts": 0, "name": "the model"}
