@@ -9,9 +9,9 @@ timed over its first draws and extrapolated to the draws the run needed. And a R
 draw is compiled; designs per second for each.
 
 (2) Sweep overhead: a sweep of 1-epoch digits designs through a local Ray (started and stopped
-by the sweep, one trial at a time, each trial given both CPUs), against training the same
-designs one after another in this process with the same loop and threads; the overhead (Ray's
-start-up, scheduling, each trial's process and imports) as a fraction of a design's training time.
+by the sweep, one trial at a time, each trial given both CPUs): its wall time beyond the designs'
+epochs (Ray's start-up, scheduling and shut-down, each trial's imports, compile and data loading),
+as a fraction of a design's 1-epoch training time, all timed within the one sweep.
 
     python benchmarks/spaces.py [--rounds 3] [--designs 4] [--out benchmarks/results/spaces.txt]
 """
@@ -19,8 +19,6 @@ start-up, scheduling, each trial's process and imports) as a fraction of a desig
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import platform
 import subprocess
@@ -135,11 +133,11 @@ def sampling(rounds: int, tmp: Path) -> list[str]:
 
 
 def sweep_overhead(designs: int, tmp: Path) -> list[str]:
-    import torch
-
+    """The sweep's time beyond training, all measured in the one sweep (the machine's other load
+    then weighs on both alike): wall time, the trials' own time (result.json: imports, compile,
+    data, epochs) and their epochs (metrics.csv)."""
     from resnet_compiler.cli import main
     from resnet_compiler.spaces.sweep import SweepOptions, sweep_folder
-    from resnet_compiler.train import main as train_main
     (tmp / "digits.yaml").write_text(DIGITS_SPACE)
     folder = tmp / "digits"
     main(["sample", str(tmp / "digits.yaml"), "-n", str(designs), "-o", str(folder), "--no-progress"])
@@ -147,27 +145,19 @@ def sweep_overhead(designs: int, tmp: Path) -> list[str]:
                         max_concurrent=1)
     start = time.perf_counter()
     sweep_folder(folder, opts)
-    sweep = time.perf_counter() - start
-    in_trial = sum(json.loads((folder / "runs" / p.stem / "result.json").read_text())["seconds"]
-                   for p in sorted(folder.glob("*.yaml")))
-    torch.set_num_threads(2)
-    direct = 0.0
-    for spec in sorted(folder.glob("*.yaml")):
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            train_main([str(spec), "--dataset", "digits", "--epochs", "1", "--batch-size", "32",
-                        "--lr", "0.1", "--device", "cpu", "--out", str(tmp / "direct" / spec.stem)])
-        direct += time.perf_counter() - start
-    per = direct / designs
-    over = sweep - direct
-    epoch_trial = sum(_epoch_seconds(folder / "runs" / p.stem) for p in folder.glob("*.yaml"))
-    epoch_direct = sum(_epoch_seconds(tmp / "direct" / p.stem) for p in folder.glob("*.yaml"))
-    return [f"sweep of {designs} 1-epoch digits designs (16x16, one trial at a time, 2 CPUs a trial): "
-            f"{sweep:.1f} s through Ray vs {direct:.1f} s trained in this process ({per:.1f} s a design)",
-            f"  overhead: {over:.1f} s in all, {over / designs:.1f} s a design = {over / direct:.2f}x "
-            f"a design's training time; inside the trials {in_trial:.1f} s (so Ray's start-up, "
-            f"scheduling and trial processes: {sweep - in_trial:.1f} s); the epochs themselves: "
-            f"{epoch_trial:.1f} s in trials, {epoch_direct:.1f} s here"]
+    wall = time.perf_counter() - start
+    runs = [folder / "runs" / p.stem for p in sorted(folder.glob("*.yaml"))]
+    trials = sum(json.loads((r / "result.json").read_text())["seconds"] for r in runs)
+    epochs = sum(_epoch_seconds(r) for r in runs)
+    per_epoch = epochs / designs
+    over = wall - epochs
+    return [f"sweep of {designs} 1-epoch digits designs (16x16, one trial at a time, 2 CPUs a trial,"
+            f" a local Ray started and stopped by the sweep): {wall:.1f} s; their epochs "
+            f"{epochs:.1f} s ({per_epoch:.1f} s a design)",
+            f"  overhead {over:.1f} s = {over / designs:.1f} s a design = {over / epochs:.2f}x a "
+            f"design's 1-epoch training time: Ray's start-up, scheduling and shut-down "
+            f"{wall - trials:.1f} s, each trial's imports, compile and data "
+            f"{(trials - epochs) / designs:.1f} s"]
 
 
 def _epoch_seconds(run: Path) -> float:

@@ -440,3 +440,12 @@ def test_sweep_and_analyze_refuse_folders_not_sampled(tmp_path: Path, capsys: py
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "runs").exists()
+
+
+def test_designs_differing_outside_the_stages_are_two(tmp_path: Path) -> None:
+    """Equal generated stages with another se_ratio or stem width are other networks."""
+    f = tmp_path / "s.yaml"
+    f.write_text("extends: regnetx_004\nspace:\n  sample:\n    regnet.se_ratio: {choice: [0.0, 0.25]}\n"
+                 "    regnet.stem_width: {choice: [24, 32]}\n")
+    kept, _ = sampling.sample(load_space(f), 4)
+    assert len({(d.values["regnet.se_ratio"], d.values["regnet.stem_width"]) for d in kept}) == 4

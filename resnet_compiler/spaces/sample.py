@@ -41,6 +41,7 @@ from .space import SPACE, Space
 BATCH = 1024  # draws per batch: part of what a seed means, so fixed
 MARGIN = 0.002  # how far outside a range an estimate may be and still be compiled
 REGNET = "regnet"
+GENERATOR_INPUTS = ("depth", "w0", "wa", "wm", "group_width", "bottle_ratio", "rounding")  # in the stages
 
 
 @dataclass
@@ -194,7 +195,9 @@ class Sampler:
                 if reason:
                     tally.rejected[reason] += 1
                     return None
-                key = tuple(stages)
+                # the network: the generated stages and every section value they do not hold
+                key = (tuple(stages), tuple((k, repr(v)) for k, v in sorted(section.items())
+                                            if k not in GENERATOR_INPUTS))
                 if key in seen:
                     tally.rejected["duplicate"] += 1
                     return None
