@@ -24,6 +24,8 @@ from ..errors import UsageError
 from .limits import check_image_pixels
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from ..language.preprocessing import Preprocessing
 
 MODES = {1: "L", 3: "RGB"}
@@ -71,13 +73,24 @@ def decode_image(path: str | os.PathLike[str], channels: int) -> tuple[np.ndarra
                 else:  # gray stays one channel until after the resize picked its pixels
                     gray = im.mode in GRAY_MODES
                     want = "L" if gray else mode
-                    raw = np.asarray(im if im.mode == want else im.convert(want))
+                    raw = _pixels_u8(im if im.mode == want else im.convert(want))
                     full = 255.0
     except (OSError, ValueError, SyntaxError) as e:
         raise UsageError(f"{path}: cannot read the image ({e})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
     return (raw[:, :, None] if raw.ndim == 2 else raw), full
+
+
+def _pixels_u8(im: Image.Image, rows: int = 256) -> np.ndarray:
+    """An 8-bit image's pixels as (H, W, bands), copied a band of rows at a time: one packed
+    copy, where np.asarray (through tobytes) briefly holds two."""
+    out = np.empty((im.height, im.width, len(im.getbands())), np.uint8)
+    for top in range(0, im.height, rows):
+        bottom = min(top + rows, im.height)
+        out[top:bottom] = np.frombuffer(im.crop((0, top, im.width, bottom)).tobytes(),
+                                        np.uint8).reshape(bottom - top, im.width, -1)
+    return out
 
 
 def _as_unit(raw: np.ndarray, full: float, channels: int) -> np.ndarray:
