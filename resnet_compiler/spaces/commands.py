@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..args import Parser, nonnegative_float, positive_int
+from ..args import Parser, nonnegative_float, nonnegative_int, positive_int
 
 
 def run_sample(argv: Sequence[str]) -> int:
@@ -23,7 +23,7 @@ def run_sample(argv: Sequence[str]) -> int:
     p.add_argument("-n", type=positive_int, required=True, help="how many distinct designs")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="a new (or empty) folder for the designs")
-    p.add_argument("--seed", type=int, help="the seed (default: the space's space.seed)")
+    p.add_argument("--seed", type=nonnegative_int, help="the seed (default: the space's space.seed)")
     p.add_argument("--max-draws", type=positive_int,
                    help="give up after this many draws (default: the space's space.max_draws, "
                         "else 1,000,000 as pycls)")
@@ -65,7 +65,8 @@ def run_sweep(argv: Sequence[str]) -> int:
     p.add_argument("--epochs", type=positive_int, required=True, help="epochs per design")
     p.add_argument("--batch-size", type=positive_int, default=128, help="as for `train` (128)")
     p.add_argument("--lr", type=nonnegative_float, help="as for `train` (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="training seed of every design (0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="training seed of every design (0)")
     p.add_argument("--address", help="join this Ray cluster (host:port, or auto) instead of "
                                      "starting a local Ray for the sweep")
     p.add_argument("--gpus-per-trial", type=nonnegative_float,
