@@ -321,14 +321,15 @@ def test_estimate_equals_the_compiler(section: dict, size: tuple[int, int, int])
        rounding=st.sampled_from(["pycls", "timm", "torchvision"]))
 def test_screen_agrees_with_the_generator(rows: list[dict], rounding: str) -> None:
     keys = ("depth", "w0", "wa", "wm")
-    verdicts = screen({"group_width": 8, "rounding": rounding},
+    screened = screen({"group_width": 8, "rounding": rounding},
                       {k: [r[k] for r in rows] for k in keys}, len(rows))
-    for r, verdict in zip(rows, verdicts, strict=True):
+    for i, (r, verdict) in enumerate(zip(rows, screened.verdicts, strict=True)):
         if verdict is None:
             continue
         widths, exps = block_widths(r["depth"], r["w0"], r["wa"], r["wm"], rounding)
         count = len(set(widths))
         assert verdict == (None if max(exps) + 1 == count else "stages", count)
+        assert screened.block_widths(i) == widths
 
 
 def test_a_wrong_estimate_restarts_without_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,6 +85,13 @@ def generate(depth: int, w0: float, wa: float, wm: float, group_width: int,
              bottle_ratio: float = 1.0, rounding: Rounding = "pycls") -> list[RegNetStage]:
     """The stages of a RegNet: one per distinct block width, in order."""
     widths, _ = block_widths(depth, w0, wa, wm, rounding)
+    return stages_from_widths(widths, group_width, bottle_ratio, rounding)
+
+
+def stages_from_widths(widths: list[int], group_width: int, bottle_ratio: float = 1.0,
+                       rounding: Rounding = "pycls") -> list[RegNetStage]:
+    """generate's second half, for block widths already computed (a design-space sampler has
+    them from its screen): runs of equal width become stages, made group-compatible."""
     stages: list[list[int]] = []
     for w in widths:
         if stages and stages[-1][0] == w:

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..language.regnet import SECTION_DEFAULTS, RegNetStage, generate
+from ..language.regnet import (
+    SECTION_DEFAULTS,
+    RegNetStage,
+    generate,
+    stages_from_widths,
+)
 
 # the spec keys and regnet: keys whose networks this arithmetic covers; anything else (a patched
 # stage, another head, preact blocks) is compiled draw by draw instead
@@ -140,8 +145,12 @@ def _count_block(t: _Tally, c: int, s: RegNetStage, stride: int, se_ratio: float
     return ho, wo
 
 
-def stages_of(section: dict[str, Any]) -> list[RegNetStage]:
-    """The generated stages of a `regnet:` section (its defaults filled in)."""
+def stages_of(section: dict[str, Any], widths: list[int] | None = None) -> list[RegNetStage]:
+    """The generated stages of a `regnet:` section (its defaults filled in); `widths`: its block
+    widths when they are known already."""
     cfg = {**SECTION_DEFAULTS, **section}
+    if widths is not None:
+        return stages_from_widths(widths, int(cfg["group_width"]), float(cfg["bottle_ratio"]),
+                                  cfg["rounding"])
     return generate(int(cfg["depth"]), float(cfg["w0"]), float(cfg["wa"]), float(cfg["wm"]),
                     int(cfg["group_width"]), float(cfg["bottle_ratio"]), cfg["rounding"])

@@ -27,23 +27,36 @@ F32_RATIO_TIE, F32_WIDTH_TIE = 1e-4, 1e-5
 KEYS = ("depth", "w0", "wa", "wm")
 
 
-def screen(section: Mapping[str, Any], sampled: Mapping[str, Sequence[Any]], n: int
-           ) -> list[tuple[str | None, int] | None]:
+class Screened:
+    """A batch's verdicts, and the block widths of each decided row (what the generator gives)."""
+
+    def __init__(self, verdicts: list[tuple[str | None, int] | None], widths: np.ndarray | None = None,
+                 depths: list[int] | None = None):
+        self.verdicts, self._widths, self._depths = verdicts, widths, depths
+
+    def block_widths(self, i: int) -> list[int] | None:
+        if self._widths is None or self._depths is None or self.verdicts[i] is None:
+            return None
+        return self._widths[i, :self._depths[i]].astype(np.int64).tolist()
+
+
+def screen(section: Mapping[str, Any], sampled: Mapping[str, Sequence[Any]], n: int) -> Screened:
     """Per draw: (reason, stages) as Sampler.regnet_rule gives it, or None (left undecided).
     `section`: the base `regnet:` section; `sampled`: its sampled keys' values for the batch."""
+    undecided_all = Screened([None] * n)
     cfg = {**SECTION_DEFAULTS, **section}
     if "rounding" in sampled or cfg["rounding"] not in ("pycls", "timm", "torchvision"):
-        return [None] * n
+        return undecided_all
     ratio_tie, width_tie = (TIE, TIE) if cfg["rounding"] == "pycls" else (F32_RATIO_TIE, F32_WIDTH_TIE)
     try:
         cols = {k: np.asarray(sampled[k], dtype=np.float64) if k in sampled
                 else np.full(n, float(cfg[k])) for k in KEYS}
     except (TypeError, ValueError, KeyError):
-        return [None] * n
+        return undecided_all
     depth, w0, wa, wm = cols["depth"], cols["w0"], cols["wa"], cols["wm"]
     ok = (depth >= 1) & (depth == np.floor(depth)) & (w0 > 0) & (wm > 1) & (wa >= 0)
     if not ok.all() or depth.max() > 10_000:
-        return [None] * n
+        return undecided_all
     d = int(depth.max())
     j = np.arange(d, dtype=np.float64)
     with np.errstate(all="ignore"):
@@ -69,4 +82,4 @@ def screen(section: Mapping[str, Any], sampled: Mapping[str, Sequence[Any]], n: 
             out.append(None)
         else:
             out.append((None if int(top[i]) + 1 == count else "stages", int(count)))
-    return out
+    return Screened(out, widths, depth.astype(np.int64).tolist())

@@ -35,7 +35,7 @@ from ..language.references import validate_spec
 from ..language.regnet import SECTION_DEFAULTS, block_widths
 from ..messages import first_line
 from . import regnet_cost
-from .regnet_screen import screen
+from .regnet_screen import Screened, screen
 from .space import SPACE, Space
 
 BATCH = 1024  # draws per batch: part of what a seed means, so fixed
@@ -135,6 +135,10 @@ class Sampler:
         kept: list[Design] = []
         seen_values: set[tuple[Any, ...]] = set()
         seen_networks: set[Any] = set()
+        stages = space.constraints.stages
+        # every draw is remembered only where the combinations can run out within the bound;
+        # otherwise those that get past the screen (a repeat of a refused draw is refused again)
+        track_all = self.combinations is not None and self.combinations <= space.max_draws
         bar = _progress(n, progress)
         try:
             while len(kept) < n:
@@ -144,16 +148,22 @@ class Sampler:
                     raise NoDesigns(len(kept), tally, self.combinations)
                 batch = [space.sample[p].draw(rng, BATCH) for p in self.paths]
                 screened = self.screen(batch)
-                for values, rule in zip(zip(*batch, strict=True), screened, strict=True):
+                for i, values in enumerate(zip(*batch, strict=True)):
                     if len(kept) >= n or tally.draws >= space.max_draws:
                         break
                     tally.draws += 1
+                    rule = screened.verdicts[i]
+                    if rule is not None and (rule[0] or (stages and not stages.holds(rule[1]))):
+                        tally.rejected[rule[0] or "stages"] += 1  # the screen's verdict: no dict
+                        if track_all:
+                            seen_values.add(values)
+                        continue
                     if values in seen_values:
                         tally.rejected["repeat"] += 1
                         continue
                     seen_values.add(values)
                     design = self.consider(dict(zip(self.paths, values, strict=True)), tally,
-                                           seen_networks, rule)
+                                           seen_networks, rule, screened.block_widths(i))
                     if design is not None:
                         kept.append(design)
                         if bar is not None:
@@ -165,32 +175,35 @@ class Sampler:
                 bar.close()
         return kept, tally
 
-    def screen(self, batch: list[list[Any]]) -> list[tuple[str | None, int] | None]:
+    def screen(self, batch: list[list[Any]]) -> Screened:
         """The RegNet stage rule's verdicts for a batch, where numpy can give them for certain."""
         if self.section is None:
-            return [None] * BATCH
+            return Screened([None] * BATCH)
         sampled = {p[len(REGNET) + 1:]: column for p, column in zip(self.paths, batch, strict=True)
                    if p in self.regnet_paths}
         return screen(self.section, sampled, BATCH)
 
     # -- one draw ----------------------------------------------------------------------------
     def consider(self, values: dict[str, Any], tally: Tally, seen: set[Any],
-                 rule: tuple[str | None, int] | None = None) -> Design | None:
+                 rule: tuple[str | None, int] | None = None,
+                 widths: list[int] | None = None) -> Design | None:
+        """Keep the draw `values` (a Design), or count why not. `rule`, `widths`: the batch
+        screen's verdict on it and its block widths, when the screen decided it."""
         c = self.space.constraints
         estimate = key = None
         if self.section is not None:
-            if rule is not None and rule[0] is not None:  # the batch screen's verdict, no dict
-                tally.rejected[rule[0]] += 1
-                return None
             section = {**self.section, **{p[len(REGNET) + 1:]: values[p] for p in self.regnet_paths}}
-            reason, count = rule if rule is not None else self.regnet_rule(section)
+            if rule is None:
+                rule = self.regnet_rule(section)
+                widths = None
+            reason, count = rule
             if reason is None and c.stages is not None and not c.stages.holds(count):
                 reason = "stages"
             if reason:
                 tally.rejected[reason] += 1
                 return None
             if self.estimate:
-                stages = regnet_cost.stages_of(section)
+                stages = regnet_cost.stages_of(section, widths)
                 reason = c.structure_problem([s.width for s in stages])
                 if reason:
                     tally.rejected[reason] += 1
