@@ -222,3 +222,12 @@ def test_unreadable_images_fail_with_one_line(tiny_model: Path, tmp_path: Path) 
                         (empty, "cannot read the image"), (truncated, "cannot read the image")):
         code, lines, _ = _infer(tiny_model, path)
         assert code == 2 and len(lines) == 1 and words in lines[0], (path, lines)
+
+
+def test_float_gray_with_nan_and_out_of_range_values(tmp_path: Path) -> None:
+    """A float image holding NaN, negative and above-1 values saturates as an 8-bit rendering
+    would: NaN and below 0 black, above 1 white; the input stays finite."""
+    values = np.array([[np.nan, -3.0, 0.5, 7.0]], np.float32)
+    path = tmp_path / "f.tif"
+    Image.fromarray(values, "F").save(path)
+    assert np.array_equal(read_image(path, 1)[0], np.array([[0, 0, 0.5, 1]], np.float32))

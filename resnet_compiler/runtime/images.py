@@ -98,8 +98,8 @@ def _as_unit(raw: np.ndarray, full: float, channels: int) -> np.ndarray:
     x = np.asarray(raw, dtype=np.float32)
     if full == 255.0:
         x = x / np.float32(255.0)  # the training loader's arithmetic, bit for bit
-    else:  # deep gray: saturate as an 8-bit rendering would
-        x = np.clip(x / np.float32(full), 0, 1)
+    else:  # deep gray: saturate as an 8-bit rendering would (a float NaN pixel is black)
+        x = np.clip(np.nan_to_num(x / np.float32(full), nan=0.0), 0, 1)
     x = x.transpose(2, 0, 1)
     if x.shape[0] != channels:
         x = np.repeat(x, channels, axis=0)
