@@ -65,8 +65,8 @@ def _log2(value: float) -> float:
 
 
 def _to_whole(name: str, fn: Callable[[float], int]) -> Callable[..., int]:
-    """int, ceil and floor, refusing what has no whole number (inf, nan) in the words of the
-    other domain errors."""
+    """int, round, ceil and floor, refusing what has no whole number (inf, nan) in the words
+    of the other domain errors."""
     def whole(value: float, *rest: int) -> int:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{name} of {value!r}: the argument must be a finite number")
