@@ -205,3 +205,13 @@ def test_deep_json_in_checkpoint_metadata(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(SMALL))
     assert _run(spec, "--emit", "onnx", "--weights", ckpt, "-o", tmp_path / "m.onnx")[0] == 0
+
+
+def test_huge_batches_are_refused_before_allocating(files: dict[str, Path]) -> None:
+    """The batch multiplies the activations: --verify and bench (a spec or an ONNX file) check
+    the biggest batch they will run."""
+    words = "images of 224x224 need about"
+    assert words in _refused_cheaply("resnet18", "--verify", "--batch", "100000")[0]
+    assert words in _refused_cheaply("bench", "resnet18", "--batch", "1,100000")[0]
+    line = _refused_cheaply("bench", files["fixed"], "--batch", "10000000", "--runs", "1")[0]
+    assert "10000000 images of 16x16 need about" in line, line
