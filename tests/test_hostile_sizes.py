@@ -215,3 +215,14 @@ def test_huge_batches_are_refused_before_allocating(files: dict[str, Path]) -> N
     assert words in _refused_cheaply("bench", "resnet18", "--batch", "1,100000")[0]
     line = _refused_cheaply("bench", files["fixed"], "--batch", "10000000", "--runs", "1")[0]
     assert "10000000 images of 16x16 need about" in line, line
+
+
+def test_train_at_a_huge_input_size(tmp_path: Path) -> None:
+    spec = tmp_path / "big.yaml"
+    spec.write_text(yaml.safe_dump({**SMALL, "input": {"channels": 1, "height": 12000,
+                                                       "width": 12000}, "num_classes": 10}))
+    code, lines = _run("train", spec, "--dataset", "digits", "--epochs", "1", "--out",
+                       tmp_path / "run")
+    assert code == 2 and lines[-1].startswith("error: tiny at 12000x12000: 128 images of "
+                                              "12000x12000 need about "), lines
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..language.preprocessing import Preprocessing
 from ..outputs import check_output_path
+from ..runtime.limits import check_forward
 from . import options
 from .augment import make_augment
 from .checkpoint import (
@@ -97,6 +98,8 @@ def plan_run(args: argparse.Namespace, dist: Dist) -> Plan:
     plan = Plan(net, out, channels, (height, width), Preprocessing.from_spec(net.spec), covered)
     options.check_fresh_start(args, plan.ck_path)
     options.check_batch_split(args.batch_size, dist.world)
+    # training keeps every activation for the backward pass: the graph's estimate is the floor
+    check_forward(net.ir.graph, [(height, width)], max(1, args.batch_size // dist.world))
     return plan
 
 
