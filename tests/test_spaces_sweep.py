@@ -7,9 +7,11 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,17 +46,19 @@ OPTS = SweepOptions(dataset="digits", epochs=1, batch_size=32, lr=0.1)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> str:
+def cluster() -> str:
     """A local Ray of two CPUs for every sweep here (the sweeps use it, not a Ray of their own);
-    its address, for a sweep in another process to join."""
-    temp = tmp_path_factory.mktemp("ray")
+    its address, for a sweep in another process to join. Its folder is short: Ray's socket paths
+    under it must stay within the 107 characters a Unix socket's path may have."""
+    temp = tempfile.mkdtemp(prefix="rc-ray-")
     before = os.environ.get(WORKER_NICENESS)
     os.environ[WORKER_NICENESS] = "0"  # as a sweep's own Ray: trials at the normal priority
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(temp))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
         if before is None:
             os.environ.pop(WORKER_NICENESS, None)
         else:
