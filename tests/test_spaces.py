@@ -450,3 +450,24 @@ def test_designs_differing_outside_the_stages_are_two(tmp_path: Path) -> None:
                  "    regnet.stem_width: {choice: [24, 32]}\n")
     kept, _ = sampling.sample(load_space(f), 4)
     assert len({(d.values["regnet.se_ratio"], d.values["regnet.stem_width"]) for d in kept}) == 4
+
+
+def test_a_resnet_space_compiles_every_draw_and_keeps_only_what_fits(tmp_path: Path) -> None:
+    """Without a generator every draw is compiled; the kept designs meet the window."""
+    f = tmp_path / "s.yaml"
+    f.write_text("extends: resnet18\nname: r18_space\ninput: {channels: 3, height: 64, width: 64}\n"
+                 "space:\n  seed: 3\n  sample:\n    stages.0.depth: {uniform: [1, 4], q: 1}\n"
+                 "    stages.layer4.depth: {uniform: [1, 4], q: 1}\n"
+                 "    stages.3.channels: {choice: [256, 384, 512]}\n"
+                 "  constraints:\n    params: [null, 1.4e7]\n    macs: [1.2e8, 1.8e8]\n"
+                 "    widths: increasing\n")
+    space = load_space(f)
+    sampler = sampling.Sampler(space, 3)
+    assert not sampler.estimate
+    kept, tally = sampler.run(5)
+    assert len(kept) == 5 and tally.compiled == tally.draws - tally.rejected["repeat"]
+    for d in kept:
+        net = rc.compile(d.net.spec.model_dump(mode="json", exclude_defaults=True))
+        assert net.total_params <= 1.4e7 and 1.2e8 <= net.total_macs <= 1.8e8
+        assert net.spec.stages[3].channels > 256  # widths increasing
+        assert [s.depth for s in net.spec.stages][0] == d.values["stages.0.depth"]
