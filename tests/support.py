@@ -10,7 +10,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "spec").glob("*.yaml"))
-EXAMPLE_SPECS = sorted((ROOT / "examples").rglob("*.yaml"))
+# the example specs (design spaces in examples/spaces/ are spaces, not networks)
+EXAMPLE_SPECS = sorted(p for p in (ROOT / "examples").rglob("*.yaml")
+                       if p.parent.name != "spaces")
 
 # name: (parameters, GMACs as torchvision publishes them)
 TORCHVISION = {

@@ -329,3 +329,9 @@ def test_the_readme_examples_are_timms_networks() -> None:
     equals_timm(rc.compile(ROOT / "examples" / "reuse" / "resnet101d.yaml"), "resnet101d")
     equals_timm(rc.compile(ROOT / "examples" / "reuse" / "resnet101d_silu_c10.yaml"), "resnet101d",
                 act_layer="silu", num_classes=10)
+
+
+def test_a_library_file_compiled_alone_says_it_is_a_library() -> None:
+    r = run_cli(ROOT / "spec" / "timm" / "_pruned_bottleneck.yaml", "--check")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "is a library" in r.stderr and "use:" in r.stderr

@@ -66,7 +66,7 @@ def test_torchvision_block_names_reach_the_generated_code(tmp_path: Path) -> Non
                         "--emit", "torch", "-o", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     text = out.read_text()
-    assert '"block1-0",' in text and "OrderedDict([" in text
+    assert '"block1-0",' in text and '"block2-1",' in text and "OrderedDict(" in text
     lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(out)],
                           capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout

@@ -13,8 +13,9 @@ def indented(lines: Iterable[str], depth: int = 2) -> list[str]:
 
 
 def group_modules(modules: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
-    """Modules with dotted paths as nested containers, per top-level name: nn.ModuleList where
-    the keys are 0, 1, ..., nn.ModuleDict otherwise (holders, not run in sequence)."""
+    """Modules with dotted paths as nested containers, per top-level name: an nn.Sequential,
+    positional where the keys are 0, 1, ..., named otherwise, as torchvision and timm hold such
+    groups (torchvision's Conv2dNormActivation); the forward reads its children one by one."""
     grouped: dict[str, list[tuple[str, list[str]]]] = {}
     for path, body in modules:
         top, _, rest = path.partition(".")
@@ -45,13 +46,14 @@ def nest(entries: list[tuple[str, list[str]]]) -> list[tuple[str, Any]]:
 def holder(children: list[tuple[str, Any]]) -> list[str]:
     numbered = all(key.isdigit() for key, _ in children)
     order = sorted(children, key=lambda c: int(c[0])) if numbered else children
-    lines = ["nn.ModuleList([" if numbered else "nn.ModuleDict({"]
+    lines = ["nn.Sequential("] if numbered else ["nn.Sequential(", f"{INDENT}OrderedDict("]
+    pad = INDENT if numbered else INDENT * 2
     for key, child in order:
         body = child if isinstance(child[0], str) else holder(child)
-        head = "" if numbered else f'"{key}": '
-        lines += [f"{INDENT}{head}{body[0]}", *(INDENT + b for b in body[1:])]
+        head = "" if numbered else f"{key}="
+        lines += [f"{pad}{head}{body[0]}", *(pad + b for b in body[1:])]
         lines[-1] += ","
-    return [*lines, "])" if numbered else "})"]
+    return [*lines, ")"] if numbered else [*lines, f"{INDENT})", ")"]
 
 
 Entry = tuple[str, list[str]]  # a module path and the lines of its constructor expression

@@ -222,9 +222,9 @@ def _stage_entries(layout: Layout) -> list[Entry]:
         keys = [b.id.rpartition(".")[2] for b in stage.blocks]
         named = not all(k.isdigit() for k in keys)
         pairs = named and not all(k.isidentifier() for k in keys)  # torchvision's block1-0
-        lines = ["nn.Sequential(", f"{INDENT}OrderedDict({'[' if pairs else ''}"] if named \
-            else ["nn.Sequential("]
-        pad = INDENT * 2 if named else INDENT
+        lines = ["nn.Sequential(", f"{INDENT}OrderedDict(", *([f"{INDENT * 2}["] if pairs else [])
+                 ] if named else ["nn.Sequential("]
+        pad = INDENT * (3 if pairs else 2 if named else 1)
         for inst in stage.blocks:
             defaults = signature[inst.class_name]
             args = [str(inst.in_channels), str(inst.channels)]
@@ -237,7 +237,7 @@ def _stage_entries(layout: Layout) -> list[Entry]:
             call = f"{inst.class_name}({', '.join(args)})"
             lines.append(f'{pad}("{key}", {call}),' if pairs else
                          f"{pad}{key}={call}," if named else f"{pad}{call},")
-        close = [f"{INDENT}{']' if pairs else ''})"] if named else []
+        close = [*([f"{INDENT * 2}]"] if pairs else []), f"{INDENT})"] if named else []
         entries.append((stage.name, [*lines, *close, ")"]))
     return entries
 

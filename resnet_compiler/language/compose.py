@@ -35,6 +35,7 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrid
         layers = _resolve(doc, Path.cwd(), ())
     else:
         doc, layers = _resolve_file(_spec_path(str(spec)), ())
+    _not_a_library(doc)
     pairs = _override_pairs(overrides)
     if layers is None and not pairs:
         return _finished(doc)
@@ -43,6 +44,17 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrid
     for dotted, value, source in pairs:
         layers.set(tuple(dotted.split(".")), value, source)
     return _finished(layers.document())
+
+
+LIBRARY_KEYS = frozenset({"blocks", "modules", "shortcuts", "use"})
+
+
+def _not_a_library(doc: Document) -> None:
+    """A file of blocks, modules and shortcuts alone is a library: say so, rather than list the
+    network keys it lacks."""
+    if isinstance(doc.data, dict) and doc.data and set(doc.data) <= LIBRARY_KEYS:
+        raise SpecError.single("", "this file is a library (blocks:, modules:, shortcuts:), not a"
+                               " network: a spec uses it with `use: [file]`", doc.source)
 
 
 def resolve_document(doc: Document, folder: Path, overrides: Overrides = None,
