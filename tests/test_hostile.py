@@ -268,7 +268,7 @@ def test_names_that_would_inject_code_are_refused(capsys: pytest.CaptureFixture[
         if slot in ("stage name", "stem op name", "block op name") and evil == "os.system":
             # a module path (a container `os` holding `system`), as timm's `stages.0.blocks`:
             # inert, it names attributes of the model and nothing else
-            holder = "nn.ModuleDict(" if slot == "block op name" else "nn.Sequential(OrderedDict("
+            holder = "nn.Sequential(OrderedDict("
             assert f"self.os = {holder}" in one_line(rc.compile(SLOTS[slot](evil)).to_torch_source())
             continue
         spec = SLOTS[slot](evil.format(marker=marker))

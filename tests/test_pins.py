@@ -50,7 +50,8 @@ def _digests(spec: str) -> tuple[str, str]:
 
 def test_every_preset_and_example_is_pinned() -> None:
     found = {p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("spec/*.yaml"),
-                                                     *ROOT.glob("examples/**/*.yaml")]}
+                                                     *ROOT.glob("examples/**/*.yaml")]
+             if p.parent.name != "spaces"}  # design spaces: sample them, they are not networks
     assert found == set(PINS)
 
 

@@ -471,3 +471,15 @@ def test_a_resnet_space_compiles_every_draw_and_keeps_only_what_fits(tmp_path: P
         assert net.total_params <= 1.4e7 and 1.2e8 <= net.total_macs <= 1.8e8
         assert net.spec.stages[3].channels > 256  # widths increasing
         assert [s.depth for s in net.spec.stages][0] == d.values["stages.0.depth"]
+
+
+def test_a_space_compiled_as_a_network_is_its_base_spec(tmp_path: Path) -> None:
+    """`resnet-compile SPACE --check` (or --verify) shows the network the space varies, once its
+    space: section has been checked; a broken section is still an error at its line."""
+    path = write_space(tmp_path)
+    net = rc.compile(path)
+    assert net.total_params == rc.compile("regnetx_004").total_params
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(path.read_text().replace("uniform: [12, 28]", "unifrom: [12, 28]"))
+    with pytest.raises(rc.SpecError, match=r"broken\.yaml:\d+: .*unifrom"):
+        rc.compile(broken)

@@ -38,15 +38,30 @@ def resolve(spec: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrid
     _not_a_library(doc)
     pairs = _override_pairs(overrides)
     if layers is None and not pairs:
-        return _finished(doc)
+        return _finished(_space_base(doc))
     if layers is None:
         layers = Layers(doc)
     for dotted, value, source in pairs:
         layers.set(tuple(dotted.split(".")), value, source)
-    return _finished(layers.document())
+    return _finished(_space_base(layers.document()))
 
 
 LIBRARY_KEYS = frozenset({"blocks", "modules", "shortcuts", "use"})
+SPACE = "space"
+
+
+def _space_base(doc: Document) -> Document:
+    """A design space compiled as a network is its base spec: the `space:` section is checked
+    as `sample` checks it, then left out (so `--check` and `--verify` show what it varies)."""
+    if not isinstance(doc.data, dict) or SPACE not in doc.data:
+        return doc
+    if doc.source.startswith("<"):
+        raise doc.error((SPACE,), "a design space is read from its file: resnet-compile sample"
+                        " SPACE samples it")
+    from ..spaces.space import load_space
+    load_space(doc.source)
+    data = {k: v for k, v in doc.data.items() if k != SPACE}
+    return Document(data, doc.source, doc.lines, doc.sources, doc.libraries)
 
 
 def _not_a_library(doc: Document) -> None:
