@@ -166,3 +166,40 @@ def test_counts_as_pycls_counts_them(tmp_path: Path, spec, size, want) -> None:
     assert (c["flops"], c["params"], c["acts"]) == want
     r = run_cli(spec, "--check", "--count", "pycls")
     assert r.returncode == 0 and f"flops {want[0]:,}, params {want[1]:,}, acts {want[2]:,}" in r.stdout
+
+
+def _pycls_regnet(**regnet) -> torch.nn.Module:
+    """pycls's own RegNet (pycls 0.1.1, the RegNet papers' code) for these REGNET settings; its
+    config is a global, restored afterwards."""
+    from pycls.core.config import cfg
+    from pycls.models.regnet import RegNet
+    saved = {k: cfg.REGNET[k] for k in regnet}, cfg.MODEL.NUM_CLASSES
+    try:
+        cfg.MODEL.NUM_CLASSES = 1000
+        for k, v in regnet.items():
+            cfg.REGNET[k] = v
+        return RegNet()
+    finally:
+        for k, v in saved[0].items():
+            cfg.REGNET[k] = v
+        cfg.MODEL.NUM_CLASSES = saved[1]
+
+
+@pytest.mark.parametrize(("section", "pycls_cfg"), [
+    ("{depth: 22, w0: 24, wa: 24.48, wm: 2.54, group_width: 16}",
+     dict(DEPTH=22, W0=24, WA=24.48, WM=2.54, GROUP_W=16, SE_ON=False)),
+    ("{depth: 16, w0: 48, wa: 27.89, wm: 2.09, group_width: 8, se_ratio: 0.25}",
+     dict(DEPTH=16, W0=48, WA=27.89, WM=2.09, GROUP_W=8, SE_ON=True, SE_R=0.25)),
+], ids=["RegNetX-400MF", "RegNetY-400MF"])
+def test_names_pycls_loads_pycls_own_regnets(tmp_path: Path, section: str, pycls_cfg) -> None:
+    """`regnet: {names: pycls}` names the modules as pycls's anynet.py does (stem.conv,
+    s1.b1.f.a, f.a_bn, f.se.f_ex.0, proj, bn, head.fc): pycls's state_dict loads strict and the
+    outputs agree, in torch and onnxruntime."""
+    spec = tmp_path / "pycls.yaml"
+    spec.write_text("name: pycls_regnet\ninput: {channels: 3, height: 224, width: 224}\n"
+                    f"num_classes: 1000\nregnet: {section[:-1]}, names: pycls}}\n")
+    torch.manual_seed(0)
+    peer = realistic_bn(_pycls_regnet(**pycls_cfg)).eval()
+    net = rc.compile(spec)
+    assert net.total_params == sum(p.numel() for p in peer.parameters())
+    assert_computes_like(net, peer, tmp_path)

@@ -119,10 +119,11 @@ SECTION_DEFAULTS: dict[str, object] = {
 }
 REQUIRED = ("depth", "w0", "wa", "wm", "group_width")
 SHORTCUTS = ("conv", "avg", "none")
-# module layouts: timm's (stem.conv, s1.b1.conv1.conv, head.fc) or torchvision's (stem.0,
-# trunk_output.block1.block1-0.f.a.0, fc), so either's state_dict loads as it is
-NAMES = ("timm", "torchvision")
-# what torchvision's RegNet has no form for: its blocks are RegNet-X/Y bottlenecks only
+# module layouts: timm's (stem.conv, s1.b1.conv1.conv, head.fc), torchvision's (stem.0,
+# trunk_output.block1.block1-0.f.a.0, fc) or pycls's (stem.conv, s1.b1.f.a, f.a_bn, head.fc), so
+# each one's state_dict loads as it is
+NAMES = ("timm", "torchvision", "pycls")
+# what torchvision's and pycls's RegNets have no form for: RegNet-X/Y bottlenecks only
 _TIMM_ONLY = {"shortcut": "conv", "linear_out": False, "preact": False, "num_features": 0}
 
 
@@ -171,8 +172,9 @@ def section_problems(section: object) -> list[tuple[tuple[str, ...], str]]:
     if section.get("shortcut") == "avg" and not section.get("preact"):
         out.append((("shortcut",), "shortcut: avg needs preact: true (timm's average-pool"
                     " shortcut is built for pre-activation blocks here)"))
-    if section.get("names") == "torchvision":
-        out += [((key,), f"torchvision's RegNet has no {key}: {section[key]!r} (names: torchvision"
+    names = section.get("names", "timm")
+    if names in NAMES and names != "timm":
+        out += [((key,), f"{names}'s RegNet has no {key}: {section[key]!r} (names: {names}"
                  " builds RegNet-X and RegNet-Y blocks only)")
                 for key, plain in _TIMM_ONLY.items() if key in section and section[key] != plain]
     return out
@@ -186,6 +188,8 @@ def expand_section(section: dict[str, object]) -> dict[str, object]:
                       int(cfg["group_width"]), float(cfg["bottle_ratio"]), cfg["rounding"])
     if cfg["names"] == "torchvision":
         return _torchvision_layout(stages, int(cfg["stem_width"]), float(cfg["se_ratio"]))
+    if cfg["names"] == "pycls":
+        return _pycls_layout(stages, int(cfg["stem_width"]), float(cfg["se_ratio"]))
     preact = bool(cfg["preact"])
     avg = cfg["shortcut"] == "avg"
     block = ("regnet_preact_avg_bottleneck" if avg else "regnet_preact_bottleneck") if preact \
@@ -230,3 +234,17 @@ def _torchvision_layout(stages: list[RegNetStage], stem_width: int, se_ratio: fl
                    "se_ratio": se_ratio}
                   for k, s in enumerate(stages, start=1)]
     return {"stem": stem, "stages": out_stages}
+
+
+def _pycls_layout(stages: list[RegNetStage], stem_width: int, se_ratio: float
+                  ) -> dict[str, object]:
+    """pycls's RegNet (anynet.py): stem.conv/bn/relu, s{k}.b{n} with f.a, f.a_bn, ..., proj and
+    bn, and head.fc."""
+    stem = [{"op": "conv", "name": "stem.conv", "channels": stem_width, "kernel": 3, "stride": 2},
+            {"op": "bn", "name": "stem.bn"}, {"op": "relu", "name": "stem.relu"}]
+    out_stages = [{"block": "pycls_regnet_bottleneck", "name": f"s{k}", "block_names": "b{n}",
+                   "depth": s.depth, "channels": s.width, "stride": 2,
+                   "group_size": s.group_width, "bottle_ratio": s.bottle_ratio,
+                   "se_ratio": se_ratio}
+                  for k, s in enumerate(stages, start=1)]
+    return {"stem": stem, "stages": out_stages, "head": {"path": "head"}}
