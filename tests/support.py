@@ -158,3 +158,18 @@ def assert_timm_structure(name: str):
     assert got == want, name
     assert net.total_params == sum(p.numel() for p in peer.parameters()), name
     return net
+
+
+def run_main(*argv: object) -> tuple[int, list[str]]:
+    """`resnet-compile ARGV` in this process: its exit code and its stderr lines, which must
+    hold no traceback."""
+    import contextlib
+    import io
+
+    from resnet_compiler.cli import main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([str(a) for a in argv])
+    lines = err.getvalue().strip().splitlines()
+    assert not any("Traceback" in line for line in lines), lines
+    return code, lines

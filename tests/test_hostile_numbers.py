@@ -4,17 +4,15 @@ tensor and what it holds, before anything is written or trained."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import save_file
+from support import run_main
 
 import resnet_compiler as rc
-from resnet_compiler.cli import main
 
 SMALL = {"name": "tiny", "input": {"channels": 3, "height": 16, "width": 16}, "num_classes": 4,
          "stages": [{"block": "basic", "depth": 1, "channels": 8}]}
@@ -22,15 +20,6 @@ GRAY = {"name": "gray", "input": {"channels": 1, "height": 8, "width": 8}, "num_
         "stages": [{"block": "basic", "depth": 1, "channels": 8}]}
 PREFIX = "error: the weights hold NaN or infinite values in "
 SUFFIX = "; a network cannot compute with them (was the training run diverging?)"
-
-
-def _run(*argv: object) -> tuple[int, list[str]]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([str(a) for a in argv])
-    lines = err.getvalue().strip().splitlines()
-    assert not any("Traceback" in line for line in lines), lines
-    return code, lines
 
 
 def _state(spec: dict) -> dict[str, torch.Tensor]:
@@ -69,7 +58,7 @@ def test_emit_onnx_refuses_non_finite_weights(tmp_path: Path, suffix: str, chang
     else:
         save_file({k: v.contiguous() for k, v in state.items()}, ckpt)
     out = tmp_path / "m.onnx"
-    code, lines = _run(spec, "--emit", "onnx", "--weights", ckpt, "-o", out)
+    code, lines = run_main(spec, "--emit", "onnx", "--weights", ckpt, "-o", out)
     assert code == 2 and lines == [PREFIX + listed + SUFFIX], lines
     assert not out.exists()
 
@@ -82,7 +71,7 @@ def test_verify_and_bench_refuse_them_too(tmp_path: Path) -> None:
     for argv in (["--verify"], ["bench", "--batch", "1", "--runs", "1"]):
         args = [spec, *argv, "--weights", ckpt] if argv[0] == "--verify" else \
             [argv[0], spec, *argv[1:], "--weights", ckpt]
-        code, lines = _run(*args)
+        code, lines = run_main(*args)
         assert code == 2 and lines == [PREFIX + "1 tensor: fc.bias (1 NaN)" + SUFFIX], lines
 
 
@@ -93,7 +82,7 @@ def test_many_broken_tensors_are_counted_in_one_line(tmp_path: Path) -> None:
              for k, v in _state(SMALL).items()}
     ckpt = tmp_path / "w.pt"
     torch.save(state, ckpt)
-    code, lines = _run(spec, "--emit", "onnx", "--weights", ckpt, "-o", tmp_path / "m.onnx")
+    code, lines = run_main(spec, "--emit", "onnx", "--weights", ckpt, "-o", tmp_path / "m.onnx")
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith(PREFIX + "17 tensors: layer1.0.conv1.weight (216 NaN)")
     assert "(and 11 more)" in lines[0]
@@ -105,7 +94,7 @@ def test_train_init_weights_refuses_them_before_training(tmp_path: Path) -> None
     ckpt = tmp_path / "init.pt"
     torch.save(_broken(GRAY, {"layer1.0.conv2.weight": ((1, 1, 1, 1), NAN)}), ckpt)
     out = tmp_path / "run"
-    code, lines = _run("train", spec, "--dataset", "digits", "--epochs", "1", "--init-weights",
+    code, lines = run_main("train", spec, "--dataset", "digits", "--epochs", "1", "--init-weights",
                        ckpt, "--out", out)
     assert code == 2, lines
     assert lines[-1] == PREFIX + "1 tensor: layer1.0.conv2.weight (1 NaN)" + SUFFIX, lines
@@ -119,4 +108,4 @@ def test_finite_weights_still_pass(tmp_path: Path) -> None:
     spec.write_text(yaml.safe_dump(SMALL))
     ckpt = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in _state(SMALL).items()}, ckpt)
-    assert _run(spec, "--emit", "onnx", "--weights", ckpt, "-o", tmp_path / "m.onnx")[0] == 0
+    assert run_main(spec, "--emit", "onnx", "--weights", ckpt, "-o", tmp_path / "m.onnx")[0] == 0

@@ -5,8 +5,6 @@ the files of train --out."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import socket
 import stat
@@ -17,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 from support import run_cli as run_process
+from support import run_main
 
 import resnet_compiler as rc
 from resnet_compiler import outputs
-from resnet_compiler.cli import main
 
 SMALL = {"name": "tiny", "input": {"channels": 3, "height": 16, "width": 16}, "num_classes": 4,
          "stages": [{"block": "basic", "depth": 1, "channels": 8}]}
@@ -33,15 +31,6 @@ def spec(tmp_path: Path) -> Path:
     path = tmp_path / "net.yaml"
     path.write_text(yaml.safe_dump(SMALL))
     return path
-
-
-def _run(*argv: object) -> tuple[int, list[str]]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([str(a) for a in argv])
-    lines = err.getvalue().strip().splitlines()
-    assert not any("Traceback" in line for line in lines), lines
-    return code, lines
 
 
 def null_device(folder: Path) -> Path:
@@ -99,7 +88,7 @@ def test_character_device_is_written_through(tmp_path: Path, spec: Path,
                                              argv: list[str]) -> None:
     device = null_device(tmp_path)
     before = os.stat(device)
-    code, lines = _run(spec, *argv, "-o", device)
+    code, lines = run_main(spec, *argv, "-o", device)
     assert code == 0, lines
     assert lines == [f"wrote {device}"]
     assert _is_same_device(device, before)
@@ -111,7 +100,7 @@ def test_symlink_to_a_device_keeps_link_and_device(tmp_path: Path, spec: Path) -
     before = os.stat(device)
     link = tmp_path / "model.onnx"
     link.symlink_to(device)
-    assert _run(spec, "--emit", "onnx", "-o", link)[0] == 0
+    assert run_main(spec, "--emit", "onnx", "-o", link)[0] == 0
     assert link.is_symlink() and Path(os.readlink(link)) == device
     assert _is_same_device(device, before)
 
@@ -122,7 +111,7 @@ def test_symlink_to_a_file_replaces_the_target(tmp_path: Path, spec: Path) -> No
     target.write_text("old\n")
     link = tmp_path / "model.py"
     link.symlink_to(target)
-    assert _run(spec, "--emit", "torch", "-o", link)[0] == 0
+    assert run_main(spec, "--emit", "torch", "-o", link)[0] == 0
     assert link.is_symlink()
     assert target.read_text() == rc.compile(spec).to_torch_source()
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.py"]
@@ -133,7 +122,7 @@ def test_full_device_fails_with_one_line(tmp_path: Path, spec: Path) -> None:
     the device left alone."""
     full = Path("/dev/full")
     before = os.stat(full)
-    code, lines = _run(spec, "--emit", "torch", "-o", full)
+    code, lines = run_main(spec, "--emit", "torch", "-o", full)
     assert code == 1 and len(lines) == 1 and "No space left on device" in lines[0], lines
     assert _is_same_device(full, before)
 
@@ -142,11 +131,11 @@ def test_full_device_fails_with_one_line(tmp_path: Path, spec: Path) -> None:
 
 def test_fifo_with_a_reader_gets_the_same_bytes(tmp_path: Path, spec: Path) -> None:
     regular = tmp_path / "regular.onnx"
-    assert _run(spec, "--emit", "onnx", "-o", regular)[0] == 0
+    assert run_main(spec, "--emit", "onnx", "-o", regular)[0] == 0
     fifo = tmp_path / "pipe.onnx"
     os.mkfifo(fifo)
     reader = FifoReader(fifo, delay=0.3)  # opened after the write began waiting
-    assert _run(spec, "--emit", "onnx", "-o", fifo)[0] == 0
+    assert run_main(spec, "--emit", "onnx", "-o", fifo)[0] == 0
     assert reader.result() == regular.read_bytes()
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
@@ -156,7 +145,7 @@ def test_fifo_nobody_reads_is_refused(tmp_path: Path, spec: Path,
     monkeypatch.setattr(outputs, "FIFO_WAIT_S", 0.3)
     fifo = tmp_path / "model.py"
     os.mkfifo(fifo)
-    code, lines = _run(spec, "--emit", "torch", "-o", fifo)
+    code, lines = run_main(spec, "--emit", "torch", "-o", fifo)
     assert code == 2 and lines == [f"error: {fifo}: a FIFO, and no process opened it for reading"
                                    " within 0.3 s"], lines
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
@@ -190,11 +179,11 @@ def test_block_device_socket_and_kernel_file_are_refused(tmp_path: Path, spec: P
             targets.append((block, "is a block device; refusing to write over it"))
         for target, words in targets:
             before = os.stat(target)
-            code, lines = _run(spec, "--emit", "onnx", "-o", target)
+            code, lines = run_main(spec, "--emit", "onnx", "-o", target)
             assert code == 2 and lines == [f"error: {target}: {words}"], lines
             after = os.stat(target)
             assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
-    code, lines = _run(spec, "--check", "-o", "/proc/self/status")
+    code, lines = run_main(spec, "--check", "-o", "/proc/self/status")
     assert code == 2 and len(lines) == 1, lines
 
 
@@ -202,18 +191,18 @@ def test_block_device_socket_and_kernel_file_are_refused(tmp_path: Path, spec: P
 
 def test_bench_tables_to_devices_and_fifos(tmp_path: Path, spec: Path) -> None:
     model = tmp_path / "m.onnx"
-    assert _run(spec, "--emit", "onnx", "-o", model)[0] == 0
+    assert run_main(spec, "--emit", "onnx", "-o", model)[0] == 0
     device = null_device(tmp_path)
     before = os.stat(device)
     fifo = tmp_path / "table.csv"
     os.mkfifo(fifo)
     reader = FifoReader(fifo)
-    code, lines = _run("bench", model, "--batch", "1", "--runs", "1", "--warmup", "0",
+    code, lines = run_main("bench", model, "--batch", "1", "--runs", "1", "--warmup", "0",
                        "--rounds", "1", "--csv", fifo, "--json", device)
     assert code == 0, lines
     assert reader.result().decode().splitlines()[0].startswith("runtime")
     assert _is_same_device(device, before) and stat.S_ISFIFO(os.stat(fifo).st_mode)
-    code, lines = _run("bench", model, "--json", tmp_path)
+    code, lines = run_main("bench", model, "--json", tmp_path)
     assert code == 2 and lines == [f"error: {tmp_path}: is a directory; give a file name for "
                                    "the output"], lines
 
@@ -227,7 +216,7 @@ def test_train_out_files_through_devices(tmp_path: Path) -> None:
     before = os.stat(device)
     (out / "model.pth").symlink_to(device)
     (out / "curves.png").symlink_to(device)
-    code, lines = _run("train", spec, "--dataset", "digits", "--epochs", "1", "--batch-size",
+    code, lines = run_main("train", spec, "--dataset", "digits", "--epochs", "1", "--batch-size",
                        "256", "--out", out)
     assert code == 0, lines
     assert _is_same_device(device, before)
@@ -235,7 +224,7 @@ def test_train_out_files_through_devices(tmp_path: Path) -> None:
     assert (out / "checkpoint.pt").stat().st_size > 0
     (out / "metrics.csv").unlink()
     (out / "metrics.csv").mkdir()
-    code, lines = _run("train", spec, "--dataset", "digits", "--epochs", "1", "--out", out,
+    code, lines = run_main("train", spec, "--dataset", "digits", "--epochs", "1", "--out", out,
                        "--overwrite")
     assert code == 2 and lines == [f"error: {out / 'metrics.csv'}: is a directory; give a file "
                                    "name for the output"], lines

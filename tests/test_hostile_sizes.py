@@ -5,8 +5,6 @@ second, with little memory."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import time
 import tracemalloc
@@ -18,9 +16,9 @@ import onnx
 import pytest
 import yaml
 from PIL import Image
+from support import run_main
 
 import resnet_compiler as rc
-from resnet_compiler.cli import main
 from resnet_compiler.runtime import limits
 
 SMALL = {"name": "tiny", "input": {"channels": 3, "height": 16, "width": 16}, "num_classes": 4,
@@ -28,21 +26,12 @@ SMALL = {"name": "tiny", "input": {"channels": 3, "height": 16, "width": 16}, "n
 SIDE = "(RESNET_COMPILER_MAX_INPUT_SIDE raises the limit)"
 
 
-def _run(*argv: object) -> tuple[int, list[str]]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([str(a) for a in argv])
-    lines = err.getvalue().strip().splitlines()
-    assert not any("Traceback" in line for line in lines), lines
-    return code, lines
-
-
 def _refused_cheaply(*argv: object) -> list[str]:
     """Exit 2 with one line, under 10 s and 64 MiB of Python memory."""
     tracemalloc.start()
     start = time.perf_counter()
     try:
-        code, lines = _run(*argv)
+        code, lines = run_main(*argv)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -77,7 +66,7 @@ def test_verify_at_a_huge_spec_size(tmp_path: Path) -> None:
     spec = tmp_path / "big.yaml"
     spec.write_text(yaml.safe_dump({**SMALL, "input": {"channels": 3, "height": 30000,
                                                        "width": 30000}}))
-    assert _run(spec, "--check")[0] == 0
+    assert run_main(spec, "--check")[0] == 0
     lines = _refused_cheaply(spec, "--verify")
     assert "the input height is 30000" in lines[0]
     spec.write_text(yaml.safe_dump({**SMALL, "input": {"channels": 3, "height": 9000,
@@ -181,12 +170,12 @@ def test_dynamic_model_at_a_huge_metadata_size(files: dict[str, Path], tmp_path:
         "of activations (estimated from the graph); the limit is 8.0 GiB" in line, line
     assert "of activations" in _refused_cheaply("bench", model, "--batch", "1")[0]
     ok = _tampered(files["dynamic"], tmp_path, "preprocessing", _pre(height=40, width=24))
-    assert _run("infer", ok, files["image"])[0] == 0
+    assert run_main("infer", ok, files["image"])[0] == 0
 
 
 def test_untampered_models_classify(files: dict[str, Path]) -> None:
     for name in ("fixed", "dynamic"):
-        assert _run("infer", files[name], files["image"])[0] == 0
+        assert run_main("infer", files[name], files["image"])[0] == 0
 
 
 def test_deep_json_in_checkpoint_metadata(tmp_path: Path) -> None:
@@ -204,7 +193,7 @@ def test_deep_json_in_checkpoint_metadata(tmp_path: Path) -> None:
         read_metadata(ckpt)
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(SMALL))
-    assert _run(spec, "--emit", "onnx", "--weights", ckpt, "-o", tmp_path / "m.onnx")[0] == 0
+    assert run_main(spec, "--emit", "onnx", "--weights", ckpt, "-o", tmp_path / "m.onnx")[0] == 0
 
 
 def test_huge_batches_are_refused_before_allocating(files: dict[str, Path]) -> None:
@@ -221,7 +210,7 @@ def test_train_at_a_huge_input_size(tmp_path: Path) -> None:
     spec = tmp_path / "big.yaml"
     spec.write_text(yaml.safe_dump({**SMALL, "input": {"channels": 1, "height": 12000,
                                                        "width": 12000}, "num_classes": 10}))
-    code, lines = _run("train", spec, "--dataset", "digits", "--epochs", "1", "--out",
+    code, lines = run_main("train", spec, "--dataset", "digits", "--epochs", "1", "--out",
                        tmp_path / "run")
     assert code == 2 and lines[-1].startswith("error: tiny at 12000x12000: 128 images of "
                                               "12000x12000 need about "), lines
