@@ -173,3 +173,20 @@ def run_main(*argv: object) -> tuple[int, list[str]]:
     lines = err.getvalue().strip().splitlines()
     assert not any("Traceback" in line for line in lines), lines
     return code, lines
+
+
+def on_meta(make):
+    """`make()` built on the meta device. torchvision's RegNet computes its widths with tensors
+    and .tolist(), which meta tensors cannot do, so that one step runs on the CPU."""
+    from torchvision.models import regnet
+    original = regnet.BlockParams.from_init_params
+
+    def on_cpu(*args, **kwargs):
+        with torch.device("cpu"):
+            return original(*args, **kwargs)
+    regnet.BlockParams.from_init_params = on_cpu
+    try:
+        with torch.device("meta"):
+            return make()
+    finally:
+        regnet.BlockParams.from_init_params = original

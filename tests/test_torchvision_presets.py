@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from support import assert_computes_like, realistic_bn
-from torchvision.models import regnet
+from support import assert_computes_like, on_meta, realistic_bn
 
 import resnet_compiler as rc
 
@@ -23,27 +22,12 @@ NAMES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext5
                                      "128gf"))]
 
 
-def _meta_peer(name: str) -> torch.nn.Module:
-    """torchvision's model on the meta device (its RegNet width generator runs on the CPU)."""
-    original = regnet.BlockParams.from_init_params
-
-    def on_cpu(*args, **kwargs):
-        with torch.device("cpu"):
-            return original(*args, **kwargs)
-    regnet.BlockParams.from_init_params = on_cpu
-    try:
-        with torch.device("meta"):
-            return getattr(torchvision.models, name)(weights=None)
-    finally:
-        regnet.BlockParams.from_init_params = original
-
-
 def test_every_torchvision_model_is_listed_and_has_torchvisions_structure() -> None:
     assert rc.list_models("torchvision/*") == sorted(f"torchvision/{n}" for n in NAMES)
     for name in NAMES:
         net = rc.compile(f"torchvision/{name}")
         assert net.spec.peer == f"torchvision:{name}"
-        peer = _meta_peer(name)
+        peer = on_meta(lambda n=name: getattr(torchvision.models, n)(weights=None))
         want = {k: tuple(v.shape) for k, v in peer.state_dict().items()}
         got = {f"{n}.{k}": tuple(s) for n, d in net.ir.nodes(data=True)
                for k, s in d.get("tensors", {}).items()}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import assert_computes_like, realistic_bn
+from support import assert_computes_like, on_meta, realistic_bn
 
 import resnet_compiler as rc
 from resnet_compiler.catalog import INDEX_PATH
@@ -58,7 +58,7 @@ def test_preset_equals_its_peer(tmp_path: Path, name: str) -> None:
     if net.total_params > NUMERIC_LIMIT:
         with torch.device("meta"):
             model = net.build_torch()
-        peer = _meta_peer(peer_text)
+        peer = on_meta(lambda: peer_of(peer_text))
         assert _state_shapes(model) == _state_shapes(peer)
         assert net.total_params == sum(p.numel() for p in peer.parameters())
         return
@@ -71,23 +71,6 @@ def test_preset_equals_its_peer(tmp_path: Path, name: str) -> None:
                 m.bias.normal_(0, 0.1)
     assert net.total_params == sum(p.numel() for p in peer.parameters())
     assert_computes_like(net, peer, tmp_path)
-
-
-def _meta_peer(peer_text: str) -> torch.nn.Module:
-    """The peer on the meta device; torchvision's RegNet computes its widths with tensors and
-    .tolist(), so that step runs on the CPU."""
-    from torchvision.models import regnet
-    original = regnet.BlockParams.from_init_params
-
-    def on_cpu(*args, **kwargs):
-        with torch.device("cpu"):
-            return original(*args, **kwargs)
-    regnet.BlockParams.from_init_params = on_cpu
-    try:
-        with torch.device("meta"):
-            return peer_of(peer_text)
-    finally:
-        regnet.BlockParams.from_init_params = original
 
 
 def test_every_peer_is_covered() -> None:
