@@ -30,9 +30,10 @@ from ..ir.wiring import RESIDUAL
 from ..language.expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
 from ..language.preprocessing import Preprocessing
 from ..ops import REGISTRY
+from .channel_text import rule_channels
 from .code import INDENT, Entry, group_modules, indented, tree
 from .pyformat import WIDTH, format_lines
-from .torch_body import Body, code_of, module_class, module_expr, simplify
+from .torch_body import Body, code_of, module_class, module_expr
 
 if TYPE_CHECKING:  # the emitters read the IR or a networkx graph alike
     import networkx as nx
@@ -107,7 +108,7 @@ def _projection(t: BlockTemplate, ch: str) -> list[str]:
         if op.when is not None:
             module = f"{module} if {op.when.source} else nn.Identity()"
         children.append((op.name.partition(".")[2], [module]))
-        after = simplify(REGISTRY[op.kind].torch_channels(code_of(op), ch))
+        after = rule_channels(REGISTRY[op.kind], code_of(op), [ch])
         ch = after if op.when is None or after == ch else f"({after} if {op.when.source} else {ch})"
     body = _container(children)
     return ["if stride != 1 or in_channels != out_channels:",

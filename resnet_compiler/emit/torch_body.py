@@ -9,15 +9,15 @@ other gets a local named after it.
 
 from __future__ import annotations
 
-import ast
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..ir.templates import Item, LoopTemplate, ModuleTemplate, OpTemplate, flat_ops
 from ..ir.wiring import BLOCK_INPUT, FAN_IN, RESIDUAL, local_name, parse_ref
 from ..language.expr import Expr
 from ..ops import REGISTRY
+from .channel_text import Channels, rule_channels, rule_part_channels, simplify
 from .code import INDENT, group_modules
 from .pyformat import WIDTH
 
@@ -25,46 +25,6 @@ from .pyformat import WIDTH
 def code_of(op: OpTemplate) -> dict[str, Any]:
     """An op template's attributes as code: sizes as expression text, the rest as values."""
     return {k: (op.exprs[k].source if k in op.exprs else v) for k, v in op.sources.items()}
-
-
-# ---- channel arithmetic as text ----------------------------------------------------------------
-
-class _Substitute(ast.NodeTransformer):
-    def __init__(self, mapping: Mapping[str, str]):
-        self.mapping = {k: ast.parse(v, mode="eval").body for k, v in mapping.items()}
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        return self.mapping.get(node.id, node)
-
-
-def _simplify(node: ast.AST) -> ast.AST:
-    """Cancel `(a * b) // b` and `(a * b) / b` (a module's width times radix, split in radix)."""
-    for child in ast.iter_child_nodes(node):
-        _simplify(child)
-    for field, value in ast.iter_fields(node):
-        if isinstance(value, ast.AST):
-            setattr(node, field, _cancel(value))
-    return node
-
-
-def _cancel(node: ast.AST) -> ast.AST:
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.FloorDiv) \
-            and isinstance(node.left, ast.BinOp) and isinstance(node.left.op, ast.Mult):
-        d = ast.dump(node.right)
-        if ast.dump(node.left.right) == d:
-            return node.left.left
-        if ast.dump(node.left.left) == d:
-            return node.left.right
-    return node
-
-
-def simplify(text: str, mapping: Mapping[str, str] | None = None) -> str:
-    """Channel text with names replaced by `mapping`'s texts and products cancelled."""
-    tree = ast.parse(text, mode="eval")
-    if mapping:
-        tree = _Substitute(mapping).visit(tree)
-    wrapper = _simplify(ast.Expression(body=_cancel(_simplify(tree.body))))
-    return ast.unparse(ast.fix_missing_locations(wrapper))
 
 
 def _operand(text: str) -> str:
@@ -129,23 +89,27 @@ class Body:
             part = simplify(part, {n: f"self.{self.attribute(n)}" for n in names})
         return f"{holder}[{part}]"
 
-    def channels_of(self, ref: str, sums: bool = False) -> str:
+    def channels_of(self, ref: str) -> str:
         """The channels of the value `ref` names; for every copy or part (`name[*]`), one
-        copy's, or with `sums` all of them together."""
+        copy's."""
         base, part = parse_ref(ref)
         if part is None or base in self.loop_of:
-            ch = self.channels[base]
-            if part == FAN_IN and sums:
-                return simplify(f"{_operand(self.loop_of[base].count.source)} * {_operand(ch)}")
-            return ch
+            return self.channels[base]
         op = self.ops[self.index[base]]
-        code = code_of(op)
-        opdef = REGISTRY[op.kind]
-        if part == FAN_IN:
-            if sums:  # every part of a split together: the whole
-                return self.channels[base]
-            part = 0
-        return simplify(opdef.torch_part_channels(code, self.channels[base], part))
+        return rule_part_channels(REGISTRY[op.kind], code_of(op), self.channels[base],
+                                  0 if part == FAN_IN else part)
+
+    def channel_term(self, ref: str) -> Channels:
+        """The channels of `ref` for an op's channel rule: every copy or part (`name[*]`) is
+        one copy's channels, adding up to all of them together."""
+        one = self.channels_of(ref)
+        base, part = parse_ref(ref)
+        if part != FAN_IN:
+            return Channels(one)
+        if base in self.loop_of:
+            count = self.loop_of[base].count.source
+            return Channels(one, simplify(f"{_operand(count)} * {_operand(one)}"))
+        return Channels(one, self.channels[base])  # every part of a split: the whole
 
     def place(self, op: OpTemplate) -> str:
         """The variable that holds `op`'s value."""
@@ -189,12 +153,11 @@ class Body:
         else:
             opdef = REGISTRY[op.kind]
             in_place = may_inplace and opdef.inplace_ok
-            sums = opdef.fan_in_sums(code_of(op))
             # an earlier copy of a later op of the loop (`sp[i - 1]`) has the first input's
             # channels (the op's shape rule checks them)
-            out_ch = simplify(opdef.torch_out_channels(code_of(op), [
-                self.channels_of(r, sums) if parse_ref(r)[0] in self.channels else in_ch
-                for r in op.inputs]))
+            out_ch = rule_channels(opdef, code_of(op), [
+                self.channel_term(r) if parse_ref(r)[0] in self.channels else in_ch
+                for r in op.inputs])
             if opdef.functional:
                 code = self.functional_code(op, init, loop)
                 call = opdef.torch_expr("", args, code)

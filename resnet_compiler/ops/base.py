@@ -27,6 +27,9 @@ OnnxBuilder = Any
 
 Shape = tuple[int, ...]
 Attrs = Mapping[str, Any]
+# A channel count in a channel rule: an int when the graph is built, a source-text term when the
+# PyTorch emitter writes a constructor's arguments (emit/channel_text.py's Channels).
+Count = Any
 
 
 class ShapeError(ValueError):
@@ -248,10 +251,25 @@ class OpDef:
         """Python condition over the sources under which the op is a no-op (for templates)."""
         return None
 
+    # -- the channel rule -------------------------------------------------------------------------
+    def channels(self, fields: Mapping[str, Any], inputs: Sequence[Count]) -> Count:
+        """The output's channels from the op's fields (by their spec names) and each input's
+        channels: the op's one channel rule. Written as plain arithmetic (`+`, `*`, `//`, `sum`,
+        a comparison with a number), it runs on ints when the graph is built (in `shape`, or in
+        `resolve` where the node's attributes rename the fields) and on source-text terms when
+        the PyTorch emitter writes a constructor's channel arguments (`width * 2`). Checks that
+        can fail belong in `resolve` and `shape`. By default, the first input's."""
+        return inputs[0]
+
+    def part_channels(self, fields: Mapping[str, Any], channels: Count, part: int) -> Count:
+        """Part `part`'s channels from the whole value's (ops with `has_parts`); a channel rule
+        as `channels` is."""
+        raise NotImplementedError(f"{self.kind} has no parts")
+
     # -- analysis ---------------------------------------------------------------------------------
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         (x,) = inputs
-        return x
+        return (self.channels(attrs, [x[0]]), *x[1:])
 
     def tensors(self, attrs: Attrs) -> dict[str, Shape]:
         """State_dict entries (names relative to the node) and their shapes."""
@@ -298,34 +316,18 @@ class OpDef:
         return f"{module}({inputs[0]})"
 
     def part_shape(self, attrs: Attrs, shape: Shape, part: int) -> Shape:
-        """The shape of part `part` of the value (ops with `has_parts`)."""
-        raise NotImplementedError(f"{self.kind} has no parts")
+        """The shape of part `part` of the value (ops with `has_parts`): the channels of its
+        rule, the whole's height and width."""
+        return (self.part_channels(attrs, shape[0], part), *shape[1:])
 
     def part_shapes(self, attrs: Attrs, shape: Shape) -> list[Shape]:
         """Every part's shape (ops with `has_parts`)."""
-        raise NotImplementedError(f"{self.kind} has no parts")
-
-    def torch_part_channels(self, src: Mapping[str, Any], in_channels: str, part: int) -> str:
-        """A part's channels as source text (ops with `has_parts`)."""
         raise NotImplementedError(f"{self.kind} has no parts")
 
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
         """The forward expression, for ops whose call depends on their attributes (functional
         ops without a module); by default the module call."""
         return self.torch_call(module, inputs)
-
-    def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
-        """Output channels as source text, given the input's."""
-        return in_channels
-
-    def fan_in_sums(self, src: Mapping[str, Any]) -> bool:
-        """Whether reading every copy of a value (`name[*]`) adds up their channels (a concat
-        along channels) rather than keeping one copy's (an add)."""
-        return False
-
-    def torch_out_channels(self, src: Mapping[str, Any], inputs: Sequence[str]) -> str:
-        """Output channels as source text, given each input's (ops with several inputs)."""
-        return self.torch_channels(src, inputs[0])
 
     # -- ONNX -------------------------------------------------------------------------------------
     def onnx(self, b: OnnxBuilder, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:

@@ -11,6 +11,7 @@ from ..language.expr import Expr
 from .base import (
     Attrs,
     Context,
+    Count,
     InitOptions,
     Offset,
     OpDef,
@@ -72,10 +73,13 @@ class ConvOp(OpDef):
         return out
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
-        return {"in_channels": inputs[0][0], "out_channels": values["channels"],
+        return {"in_channels": inputs[0][0], "out_channels": self.channels(values, [inputs[0][0]]),
                 "kernel": values["kernel"], "stride": values["stride"],
                 "padding": values["padding"], "dilation": values["dilation"],
                 "groups": values["groups"], "bias": values["bias"]}
+
+    def channels(self, fields: Mapping[str, Any], inputs: Sequence[Count]) -> Count:
+        return fields["channels"]
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         (x,) = inputs
@@ -117,9 +121,6 @@ class ConvOp(OpDef):
         defaults = {"stride": "1", "padding": "0", "dilation": "1", "groups": "1"}
         args += [f"{k}={text(src[k])}" for k in defaults if text(src[k]) != defaults[k]]
         return f"nn.Conv2d({', '.join(args)}, bias={src['bias']!r})"
-
-    def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
-        return text(src["channels"])
 
     def onnx_weight(self, b: Any, node: str, attrs: Attrs) -> "np.ndarray":
         """The filters the convolution applies (a subclass may transform the stored ones)."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from ..messages import format_shape
-from .base import Attrs, OpDef, OpModel, Shape, ShapeError, Size, text
+from .base import Attrs, Count, OpDef, OpModel, Shape, ShapeError, Size, text
 
 AXES = {"channels": 0, "height": 1, "width": 2}
 DIMENSION_NAMES = ("channels", "height", "width")
@@ -73,29 +73,24 @@ class SplitOp(_Functional):
             parts = values["parts"]
             if channels % parts:
                 raise ShapeError(f"{channels} channels do not split into {parts} equal parts")
-            return {"sizes": [channels // parts] * parts, "parts": parts}
+            return {"sizes": [self.part_channels(values, channels, i) for i in range(parts)],
+                    "parts": parts}
         sizes = [values[f"sizes[{i}]"] for i in range(len(values["sizes"]))]
         if sum(sizes) != channels:
             raise ShapeError(f"split sizes {sizes} add up to {sum(sizes)}, but the input has"
                              f" {channels} channels")
         return {"sizes": sizes}
 
-    def part_shape(self, attrs: Attrs, shape: Shape, part: int) -> Shape:
-        return (attrs["sizes"][part], *shape[1:])
+    def part_channels(self, fields: Mapping[str, Any], channels: Count, part: int) -> Count:
+        if "parts" in fields:
+            return channels // fields["parts"]
+        return fields["sizes"][part]
 
     def part_shapes(self, attrs: Attrs, shape: Shape) -> list[Shape]:
         return [self.part_shape(attrs, shape, i) for i in range(len(attrs["sizes"]))]
 
     def acts(self, attrs: Attrs, out: Shape) -> int:
         return 0  # views of its input
-
-    def torch_part_channels(self, src: Mapping[str, Any], in_channels: str, part: int) -> str:
-        if "parts" in src:
-            whole = in_channels if in_channels.isidentifier() or in_channels.isdigit() \
-                else f"({in_channels})"
-            parts = text(src["parts"])
-            return f"{whole} // {parts if parts.isidentifier() or parts.isdigit() else f'({parts})'}"
-        return text(src["sizes"][part])
 
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
         if "parts" in src:
@@ -128,24 +123,21 @@ class ConcatOp(_Functional):
     kind = "concat"
     model = Concat
 
+    def channels(self, fields: Mapping[str, Any], inputs: Sequence[Count]) -> Count:
+        return sum(inputs) if fields.get("axis", "channels") == "channels" else inputs[0]
+
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         axis = AXES[attrs.get("axis", "channels")]
         first = _same_shapes("concat", inputs, axis)
         out = list(first)
-        out[axis] = sum(s[axis] for s in inputs)
+        out[0] = self.channels(attrs, [s[0] for s in inputs])
+        if axis:
+            out[axis] = sum(s[axis] for s in inputs)
         return tuple(out)
 
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
         axis = AXES[src.get("axis", "channels")] + 1
         return f"torch.cat([{', '.join(inputs)}], dim={axis})"
-
-    def torch_out_channels(self, src: Mapping[str, Any], inputs: Sequence[str]) -> str:
-        if src.get("axis", "channels") != "channels":
-            return inputs[0]
-        return "(" + " + ".join(inputs) + ")"
-
-    def fan_in_sums(self, src: Mapping[str, Any]) -> bool:
-        return src.get("axis", "channels") == "channels"
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         return b.add("Concat", node, list(inputs), node, axis=AXES[attrs.get("axis", "channels")] + 1)
@@ -216,6 +208,11 @@ class MulOp(_Functional):
     kind = "mul"
     model = Mul
 
+    def channels(self, fields: Mapping[str, Any], inputs: Sequence[Count]) -> Count:
+        """The value's; a gate of several channels on a one-channel value broadcasts it."""
+        value, gate = inputs
+        return gate if value == 1 else value
+
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         if len(inputs) != 2:
             raise ShapeError(f"mul takes two inputs (a value and a gate), got {len(inputs)}")
@@ -227,7 +224,8 @@ class MulOp(_Functional):
                 raise ShapeError(f"the gate's {DIMENSION_NAMES[d] if d < 3 else d} is {g};"
                                  f" it must be {a} or 1 (input 1 is {format_shape(x)}, the gate"
                                  f" {format_shape(gate)})")
-        return tuple(max(a, g) for a, g in zip(x, gate, strict=True))
+        return (self.channels(attrs, [x[0], gate[0]]),
+                *(max(a, g) for a, g in zip(x[1:], gate[1:], strict=True)))
 
     def torch_call(self, module: str, inputs: Sequence[str]) -> str:
         return f"{inputs[0]} * {inputs[1]}"
@@ -316,14 +314,15 @@ class ReduceOp(_Functional):
     kind = "reduce"
     model = Reduce
 
+    def channels(self, fields: Mapping[str, Any], inputs: Sequence[Count]) -> Count:
+        return inputs[0] if fields.get("over", "space") == "space" else 1
+
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         (x,) = inputs
         if len(x) != 3:
             raise ShapeError(f"needs a feature map, got {format_shape(x)}")
-        return (x[0], 1, 1) if attrs.get("over", "space") == "space" else (1, *x[1:])
-
-    def torch_channels(self, src: Mapping[str, Any], in_channels: str) -> str:
-        return in_channels if src.get("over", "space") == "space" else "1"
+        c = self.channels(attrs, [x[0]])
+        return (c, 1, 1) if attrs.get("over", "space") == "space" else (c, *x[1:])
 
     def torch_expr(self, module: str, inputs: Sequence[str], src: Mapping[str, Any]) -> str:
         dims = "(2, 3)" if src.get("over", "space") == "space" else "1"

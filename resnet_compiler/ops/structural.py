@@ -11,6 +11,7 @@ from pydantic import Field
 from ..messages import format_shape
 from .base import (
     Attrs,
+    Count,
     InitOptions,
     NonNegativeInt,
     OpDef,
@@ -117,11 +118,14 @@ class LinearOp(OpDef):
         return {"in_features": inputs[0][0], "out_features": values["out_features"],
                 "bias": True}
 
+    def channels(self, fields: Mapping[str, Any], inputs: Sequence[Count]) -> Count:
+        return fields["out_features"]
+
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         if inputs[0] != (attrs["in_features"],):
             raise ShapeError(f"linear expects {attrs['in_features']} features, got"
                              f" {format_shape(inputs[0])}")
-        return (attrs["out_features"],)
+        return (self.channels(attrs, [inputs[0][0]]),)
 
     def tensors(self, attrs: Attrs) -> dict[str, Shape]:
         return {"weight": (attrs["out_features"], attrs["in_features"]),
