@@ -151,9 +151,7 @@ def _describe(t: BlockTemplate) -> str:
             return f"{op.count.source}x({'-'.join(map(label, op.body))})"
         if op.module is not None:
             return op.module.kind + ("?" if op.when else "")
-        k = op.exprs.get("kernel")
-        size = f"{k.source}x{k.source}" if op.kind == "conv" and k and k.constant else ""
-        return op.kind + size + ("?" if op.when else "")
+        return REGISTRY[op.kind].label(op.exprs) + ("?" if op.when else "")
 
     if not t.residual:
         return "-".join(map(label, t.branch)) + ("; '?' marks optional ops"

@@ -102,11 +102,11 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
     modules = tree(entries)
     stages = {s.name: len(s.blocks) for s in layout.stages}
     head = entries[head_from:]
-    kinds = [top.kind for top in layout.head[len(layout.head) - len(head):]]
+    tops = layout.head[len(layout.head) - len(head):]
     if layout.pre_logits is not None:  # a head list says where pre_logits stops
         classifier = layout.pre_logits - (len(layout.head) - len(head))
     else:
-        classifier = max((i for i, k in enumerate(kinds) if k in ("linear", "conv")),
+        classifier = max((i for i, top in enumerate(tops) if REGISTRY[top.kind].classifier),
                          default=len(head))
     features = {path for path, _ in entries[:head_from]}
     pooling = {path for path, _ in head[:classifier]}
@@ -116,8 +116,9 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
              INDENT + '"""The last feature map, before pooling (as in timm)."""',
              *indented(_calls(modules, features, {}, stages), 1), f"{INDENT}return x", ""]
     if head:
-        flat = "x.flatten(1)" if kinds[classifier:classifier + 1] == ["conv"] and \
-        layout.pre_logits is None else "x"
+        # a classifier reading the pooled map (a 1x1 conv): pre_logits features are vectors
+        flat = "x.flatten(1)" if classifier < len(head) and layout.pre_logits is None and len(
+            _input_shape(graph, tops[classifier].node_id)) == 3 else "x"
         lines += [f"def forward_head(self, x: {t}, pre_logits: bool = False) -> {t}:",
                   f'{INDENT}"""Pooling and classifier; pre_logits: the pooled features alone."""',
                   *indented(_calls(modules, pooling, {}, stages), 1), f"{INDENT}if pre_logits:",
@@ -148,6 +149,11 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
             f'{INDENT}"""[{returned}]: the feature maps of `outputs:` in order'
             + (', then the logits."""' if head else '."""'),
             f"{INDENT}features = []", *indented(body, 1), f"{INDENT}return features"]
+
+
+def _input_shape(graph: nx.DiGraph, node: str) -> tuple[int, ...]:
+    (source,) = graph.pred[node]
+    return tuple(graph.nodes[source]["shape"])
 
 
 def keep_inputs(graph: nx.DiGraph, layout: Layout) -> frozenset[str]:

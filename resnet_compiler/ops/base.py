@@ -223,6 +223,9 @@ class OpDef:
     onnx_passthrough: ClassVar[bool] = False  # at inference the op is its input (no ONNX node)
     functional: ClassVar[bool] = False  # no module: a torch expression on named values
     has_parts: ClassVar[bool] = False  # its value is several parts, read as NAME[i] (views)
+    # in a head, the last op that can classify is the classifier: forward_head(pre_logits=True)
+    # returns what it reads
+    classifier: ClassVar[bool] = False
 
     # -- spec side --------------------------------------------------------------------------------
     def sources(self, op: OpModel, ctx: Context) -> dict[str, Any]:
@@ -305,6 +308,11 @@ class OpDef:
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str | None:
         """The constructor expression, with sizes as source text; None for ops without a module."""
         raise NotImplementedError
+
+    def label(self, exprs: Mapping[str, Expr]) -> str:
+        """The op in a generated block's docstring (`conv3x3-bn-relu`), given its size fields
+        as expressions."""
+        return self.kind
 
     def torch_helpers_for(self, sources: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
         """The helpers for this op's uses in one network (their sources); most ops need the

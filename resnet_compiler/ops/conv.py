@@ -62,6 +62,7 @@ class ConvOp(OpDef):
     model = Conv
     sizes = {"channels": 1, "kernel": 1, "stride": 1, "dilation": 1, "groups": 1, "padding": 0}
     role = "conv"
+    classifier = True  # a 1x1 conv on the pooled map (timm's ClassifierHead with use_conv)
     torch_init = (("nn.Conv2d", ('nn.init.kaiming_normal_(m.weight, mode="fan_out", '
                                  'nonlinearity="relu")',)),)
 
@@ -80,6 +81,11 @@ class ConvOp(OpDef):
 
     def channels(self, fields: Mapping[str, Any], inputs: Sequence[Count]) -> Count:
         return fields["channels"]
+
+    def label(self, exprs: Mapping[str, Expr]) -> str:
+        """`conv3x3` where the kernel is a constant."""
+        k = exprs.get("kernel")
+        return f"{self.kind}{k.source}x{k.source}" if k is not None and k.constant else self.kind
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         (x,) = inputs
@@ -198,11 +204,15 @@ class StdConvOp(ConvOp):
 
     kind = "std_conv"
     model = StdConv
+    classifier = False  # weight standardisation is for the features; heads classify with a conv
     torch_helpers = (STD_CONV_CLASS,)
     torch_init = (("StdConv2d", ConvOp.torch_init[0][1]),)
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
         return {**super().resolve(values, inputs), "eps": values["eps"]}
+
+    def label(self, exprs: Mapping[str, Expr]) -> str:
+        return self.kind  # BiT's docstrings name the op alone
 
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
         conv = super().torch_module(src, in_channels, inplace)

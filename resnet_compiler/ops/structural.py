@@ -107,6 +107,7 @@ class LinearOp(OpDef):
     kind = "linear"
     model = Linear
     role = "classifier"
+    classifier = True
     sizes = {"out_features": 1}
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
