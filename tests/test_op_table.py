@@ -61,4 +61,4 @@ def test_random_specs_produce_every_op_in_the_table() -> None:
 
 def test_spec_ops_are_exactly_the_ops_with_a_spec_model() -> None:
     assert set(SPEC_OPS) == {k for k, op in REGISTRY.items() if op.model is not None}
-    assert {"conv", "bn", "relu", "maxpool", "avgpool", "se"} <= set(SPEC_OPS)
+    assert {"conv", "bn", "relu", "maxpool", "avgpool", "channel_conv"} <= set(SPEC_OPS)

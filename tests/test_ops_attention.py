@@ -1,6 +1,6 @@
-"""Channel attention (se with timm's SEModule options, eca), blur pooling and stochastic depth,
-each against its timm peer (same weights, strict state_dict loads) and its ONNX lowering against
-torch under onnxruntime at opsets 13 to 21 with a dynamic batch."""
+"""Channel attention (the se and eca modules, se with timm's SEModule options), blur pooling
+and stochastic depth, each against its timm peer (same weights, strict state_dict loads) and its
+ONNX lowering against torch under onnxruntime at opsets 13 to 21 with a dynamic batch."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from timm.layers import BlurPool2d, EcaModule, SEModule
 from torch import nn
 
 import resnet_compiler as rc
-from resnet_compiler.language.expr import MAKE_DIVISIBLE_SOURCE
-from resnet_compiler.ops import REGISTRY, Context
 from resnet_compiler.runtime.weights import init_weights
 
 OPSETS = (13, 17, 21)
@@ -111,16 +109,16 @@ def spec_error(spec: dict[str, Any]) -> str:
     return message
 
 
-# ---- se: timm's SEModule options ------------------------------------------------------------------
+# ---- se: the built-in module, with timm's SEModule options ---------------------------------------
 
-# timm's act layers for the se op's `act` names
+# timm's act layers for the se module's `act` names
 TIMM_ACTS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU,
                                          "hardswish": nn.Hardswish, "mish": nn.Mish,
                                          "relu6": nn.ReLU6, "tanh": nn.Tanh}
 
 
 def timm_se(channels: int, op: dict[str, Any]) -> SEModule:
-    """timm's SEModule configured as the se op `op` asks."""
+    """timm's SEModule configured as the se call `op` asks."""
     kwargs: dict[str, Any] = {"rd_divisor": op.get("divisor", 8), "bias": op.get("bias", True),
                               "act_layer": TIMM_ACTS[op.get("act", "relu")],
                               "gate_layer": op.get("gate", "sigmoid")}
@@ -133,28 +131,34 @@ def timm_se(channels: int, op: dict[str, Any]) -> SEModule:
     return SEModule(channels, **kwargs).eval()
 
 
+def se_tensors(net: rc.CompiledNetwork, prefix: str) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes of the module called `prefix`, keyed as inside it."""
+    return {f"{n.removeprefix(prefix + '.')}.{k}": tuple(v)
+            for n, d in net.graph.nodes(data=True) if n.startswith(prefix + ".")
+            for k, v in d["tensors"].items()}
+
+
 @pytest.mark.parametrize("channels", [8, 16, 24, 40, 64, 100, 256, 2048])
 @pytest.mark.parametrize("width", [{}, {"reduction": 4}, {"ratio": 0.25}, {"ratio": 0.3},
                                    {"ratio": 1 / 16, "divisor": 4}, {"ratio": 0.5, "divisor": 1},
                                    {"channels": 6}])
 def test_se_width_is_timms(channels: int, width: dict[str, Any]) -> None:
     net = rc.compile(stem_spec({"op": "se", **width}, channels=channels, conv=False))
-    data = net.graph.nodes["se1"]
     reference = timm_se(channels, width)
-    assert data["rd_channels"] == reference.fc1.out_channels
-    assert dict(data["tensors"]) == {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-    assert data["params"] == sum(p.numel() for p in reference.parameters())
+    assert se_tensors(net, "se1") == {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    params = sum(d["params"] for n, d in net.graph.nodes(data=True) if n.startswith("se1."))
+    assert params == sum(p.numel() for p in reference.parameters())
 
 
-def test_se_defaults_keep_node_attributes_and_code() -> None:
-    """act, gate and bias at their defaults leave no trace: no attributes, no constructor args."""
+def test_se_defaults_spelled_out_give_the_same_class() -> None:
+    """act, gate and bias at their defaults leave no trace in the code: one SEModule class with
+    no act, gate or bias argument, and the same nodes."""
     plain = rc.compile(stem_spec({"op": "se"}))
     spelled = rc.compile(stem_spec({"op": "se", "act": "relu", "gate": "sigmoid", "bias": True}))
-    assert set(plain.graph.nodes["se1"]) == set(spelled.graph.nodes["se1"])
-    assert "act" not in plain.graph.nodes["se1"]
-    assert plain.to_torch_source() == spelled.to_torch_source()
-    assert plain.graph.graph["spec_sha256"] == spelled.graph.graph["spec_sha256"]
+    assert plain.to_torch_source().split('"""', 2)[2] == spelled.to_torch_source().split('"""', 2)[2]
+    assert dict(plain.graph.nodes(data=True)) == dict(spelled.graph.nodes(data=True))
     assert "self.se1 = SEModule(8)" in plain.to_torch_source()
+    assert "act:" not in plain.to_torch_source()
 
 
 @pytest.mark.parametrize("op", [{}, {"reduction": 4}, {"ratio": 0.25}, {"ratio": 0.3, "divisor": 4},
@@ -171,11 +175,12 @@ def test_se_generated_module_equals_timm(op: dict[str, Any]) -> None:
 
 def test_se_width_by_ratio_inside_a_block_follows_the_channels(tmp_path: Path) -> None:
     net = rc.compile(block_spec({"op": "se", "name": "se", "ratio": 0.3}))
-    assert "make_divisible(channels * 0.3, 8, round_limit=0.0)" in net.to_torch_source()
+    assert "self.se = SEModule(channels, ratio=0.3)" in net.to_torch_source()
     model, _ = build(net)
     for node, data in net.graph.nodes(data=True):
-        if data["op"] == "se":
-            assert model.get_submodule(node).fc1.out_channels == data["rd_channels"]
+        if node.endswith(".se.fc1"):
+            assert model.get_submodule(node).out_channels == data["out_channels"]
+            assert model.get_submodule(node).in_channels == data["in_channels"]
     ruff_clean(net.to_torch_source(), tmp_path / "model.py")
     assert_onnx_matches_torch(net, tmp_path, opsets=(21,))
 
@@ -189,61 +194,47 @@ SE_OPTIONS = [{"act": "silu", "gate": "hard_sigmoid"},
 
 
 @pytest.mark.parametrize("op", SE_OPTIONS, ids=lambda op: "-".join(f"{k}={v}" for k, v in op.items()))
-def test_se_options_in_onnx_equal_timm(op: dict[str, Any], tmp_path: Path) -> None:
-    """The lowering with each option, on the net's input, against timm's SEModule holding the
-    same weights (the se output exposed as an extra ONNX output)."""
+def test_se_options_in_torch_and_onnx_equal_timm(op: dict[str, Any], tmp_path: Path) -> None:
+    """The generated SEModule built with each option loads timm's SEModule's weights strictly and
+    computes the same, and so does the ONNX lowering (the se output exposed as an extra ONNX
+    output); the file is ruff-clean."""
     net = rc.compile(stem_spec({"op": "se", **op}, channels=40, conv=False, side=8))
-    sd = init_weights(net.graph)
+    ruff_clean(net.to_torch_source(), tmp_path / "model.py")
+    model, sd = build(net)
     reference = timm_se(40, op)
-    reference.load_state_dict({k.removeprefix("se1."): torch.from_numpy(np.asarray(v))
-                               for k, v in sd.items() if k.startswith("se1.")}, strict=True)
+    reference.load_state_dict(model.se1.state_dict(), strict=True)
+    x = torch.randn(2, 40, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model.se1(x), reference(x), rtol=1e-6, atol=1e-6)
+    out = node_of(net, "mul")
     for opset in OPSETS:
-        session = onnx_session(net, sd, opset, tmp_path / f"m{opset}.onnx", outputs=("se1",))
+        session = onnx_session(net, sd, opset, tmp_path / f"m{opset}.onnx", outputs=(out,))
         for batch in (1, 3):
             x = torch.randn(batch, 40, 8, 8, generator=torch.Generator().manual_seed(batch))
             with torch.no_grad():
                 expected = reference(x).numpy()
-            (got,) = session.run(["se1"], {"input": x.numpy()})
+            (got,) = session.run([out], {"input": x.numpy()})
             assert rel_err(expected, got) <= TOLERANCE, (opset, batch)
 
 
-@pytest.mark.parametrize("op", SE_OPTIONS, ids=lambda op: "-".join(f"{k}={v}" for k, v in op.items()))
-def test_se_class_with_options_equals_timm(op: dict[str, Any], tmp_path: Path) -> None:
-    """The helper class for networks that use act, gate or bias, built with the constructor the
-    op writes, loads timm's weights strictly and computes the same; its text is ruff-clean."""
-    se = REGISTRY["se"]
-    src = se.sources(se.model(op="se", **op), Context())
-    helpers = se.torch_helpers_for([src])
-    assert helpers != se.torch_helpers
-    source = "import torch\nfrom torch import nn\n\n\n" + "\n\n\n".join(h.strip("\n") for h in helpers)
-    ruff_clean(source + "\n", tmp_path / "helpers.py")
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<se helpers>", "exec"), namespace)  # noqa: S102 - our own helper text
-    reference = timm_se(40, op)
-    arguments = ", ".join(["40", str(reference.fc1.out_channels), *se._option_args(src)])
-    module = eval(f"SEModule({arguments})", namespace).eval()  # noqa: S307 - as above
-    module.load_state_dict(reference.state_dict(), strict=True)
-    x = torch.randn(2, 40, 8, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(module(x), reference(x), rtol=1e-6, atol=1e-6)
-
-
-def test_se_without_options_keeps_the_first_helper_text() -> None:
-    se = REGISTRY["se"]
-    plain = [se.sources(se.model(op="se", **op), Context())
-             for op in ({}, {"ratio": 0.25}, {"channels": 4})]
-    assert se.torch_helpers_for(plain) == se.torch_helpers
+def test_se_options_fix_the_class_and_two_choices_give_two_classes() -> None:
+    """An act, gate or bias other than the default is a class of its own, as timm builds
+    SEModule with the layers it is given; the default keeps the plain class."""
+    net = rc.compile(stem_spec({"op": "se"}, {"op": "se", "act": "silu", "bias": False}))
+    source = net.to_torch_source()
+    assert "class SEModule(nn.Module)" in source and "class SEModule2(nn.Module)" in source
+    assert "self.se1 = SEModule(8)" in source and "self.se2 = SEModule2(8)" in source
+    assert "nn.SiLU" in source.split("class SEModule2")[1].split("class ")[0]
 
 
 @pytest.mark.parametrize(("op", "words"), [
-    ({"ratio": 0.25, "reduction": 4}, "stem[1].reduction: give ratio or reduction, not both"),
-    ({"channels": 8, "ratio": 0.25}, "stem[1].ratio: give channels or ratio, not both"),
-    ({"channels": 8, "reduction": 4}, "stem[1].reduction: give channels or reduction, not both"),
-    ({"ratio": 0}, "stem[1].ratio"),
-    ({"ratio": 1.5}, "stem[1].ratio"),
-    ({"gate": "tanh"}, "stem[1].gate: must be 'sigmoid' or 'hard_sigmoid'"),
-    ({"act": "swish"}, "must be 'relu', 'relu6', "),  # the location loses `act`: an op kind
-    ({"bias": "no"}, "stem[1].bias"),
+    ({"channels": 8, "ratio": 0.25}, "se1: give channels or ratio, not both"),
+    ({"ratio": 1.5}, "se1: ratio must be from 0 to 1"),
+    ({"gate": "tanhh"}, "stem[1].gate: gate: tanhh does not fit module 'se': its act.fn must be"),
+    ({"act": "swish"}, "stem[1].act: act: swish does not fit module 'se': its act.fn must be 'relu'"),
+    ({"bias": "no"}, "stem[1].bias: bias: module 'se' fixes its class by this param, so it takes"),
+    ({"act": 3}, "stem[1].act"),
+    ({"reductio": 3}, "module 'se' has no param 'reductio'"),
 ])
 def test_se_invalid_options_are_one_line_spec_errors(op: dict[str, Any], words: str) -> None:
     assert words in spec_error(stem_spec({"op": "se", **op}))
@@ -254,10 +245,10 @@ def test_se_options_survive_a_round_trip_through_the_spec_model() -> None:
         net = rc.compile(stem_spec({"op": "se", **op}))
         again = rc.compile(net.spec)
         assert again.graph.graph["spec_sha256"] == net.graph.graph["spec_sha256"]
-        assert again.graph.nodes["se1"] == net.graph.nodes["se1"]
+        assert dict(again.graph.nodes(data=True)) == dict(net.graph.nodes(data=True))
 
 
-# ---- eca ------------------------------------------------------------------------------------------
+# ---- eca: the built-in module over the channel_conv primitive ------------------------------------
 
 ECA_CHANNELS = [1, 2, 3, 8, 15, 16, 31, 32, 63, 64, 100, 128, 255, 256, 512, 520, 1000, 1024,
                 2048, 4096]
@@ -266,12 +257,12 @@ ECA_CHANNELS = [1, 2, 3, 8, 15, 16, 31, 32, 63, 64, 100, 128, 255, 256, 512, 520
 @pytest.mark.parametrize(("gamma", "beta"), [(2, 1), (1, 1), (3, 2), (2, 0.5), (1.5, -4)])
 def test_eca_kernel_rule_is_timms(gamma: float, beta: float) -> None:
     """The compiler's kernel and the generated class's own computation agree with timm."""
-    rule = {} if (gamma, beta) == (2, 1) else {"gamma": gamma, "beta": beta}
-    cls = rc.compile(stem_spec({"op": "eca"})).torch_namespace().EfficientChannelAttention
+    rule = {} if (gamma, beta) == (2, 1) else {"gamma": float(gamma), "beta": float(beta)}
+    cls = rc.compile(stem_spec({"op": "eca", "gamma": 2.5})).torch_namespace().EcaModule
     for c in ECA_CHANNELS:
         net = rc.compile(stem_spec({"op": "eca", **rule}, channels=c, conv=False, side=4))
         want = EcaModule(channels=c, gamma=gamma, beta=beta).conv.kernel_size[0]
-        assert net.graph.nodes["eca1"]["kernel"] == want, c
+        assert net.graph.nodes["eca1.conv"]["kernel"] == want, c
         assert cls(c, gamma=float(gamma), beta=float(beta)).conv.kernel_size[0] == want, c
 
 
@@ -284,28 +275,29 @@ def test_eca_loads_timm_weights_strictly_and_computes_the_same(op: dict[str, Any
     else:
         reference = EcaModule(channels=64, gamma=op.get("gamma", 2))
     reference.eval()
-    assert dict(net.graph.nodes["eca1"]["tensors"]) == {
-        k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    assert se_tensors(net, "eca1") == {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     model.eca1.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(3, 64, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(model.eca1(x), reference(x), rtol=1e-6, atol=1e-6)
-    assert net.graph.nodes["eca1"]["params"] == sum(p.numel() for p in reference.parameters())
+    assert net.graph.nodes["eca1.conv"]["params"] == sum(p.numel() for p in reference.parameters())
 
 
 def test_eca_counts() -> None:
     net = rc.compile(stem_spec({"op": "eca"}, channels=256, conv=False, side=4))
-    data = net.graph.nodes["eca1"]
-    assert (data["kernel"], data["params"], data["macs"], data["shape"]) == (5, 5, 256 * 5, (256, 4, 4))
+    conv = net.graph.nodes["eca1.conv"]
+    assert (conv["kernel"], conv["params"], conv["macs"]) == (5, 5, 256 * 5)
+    assert net.graph.nodes["eca1.gated"]["shape"] == (256, 4, 4)
+    assert sum(d["macs"] for n, d in net.graph.nodes(data=True) if n.startswith("eca1.")) == 256 * 5
 
 
 def test_eca_in_a_block_follows_each_stages_channels(tmp_path: Path) -> None:
     net = rc.compile(block_spec({"op": "eca", "name": "eca"}))
-    kernels = {n: d["kernel"] for n, d in net.graph.nodes(data=True) if d["op"] == "eca"}
+    kernels = {n: d["kernel"] for n, d in net.graph.nodes(data=True) if d["op"] == "channel_conv"}
     assert set(kernels.values()) == {3, 5}  # 16 and 128 channels: 3; 520: 5
     model, _ = build(net)
     for node, k in kernels.items():
-        assert model.get_submodule(node).conv.kernel_size == (k,)
+        assert model.get_submodule(node).kernel_size == (k,)
     ruff_clean(net.to_torch_source(), tmp_path / "model.py")
     assert_onnx_matches_torch(net, tmp_path)
 
@@ -315,10 +307,10 @@ def test_eca_onnx_matches_torch_in_the_stem(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("op", "words"), [
-    ({"kernel": 4}, "the eca kernel must be odd"),
-    ({"kernel": 3, "gamma": 3}, "stem[1].gamma: gamma sets the kernel from the channels"),
-    ({"kernel": 3, "beta": 0.5}, "stem[1].beta"),
-    ({"gamma": 0}, "stem[1].gamma"),
+    ({"kernel": 4}, "the channel_conv kernel must be odd"),
+    ({"kernel": 3, "gamma": 3.0}, "eca1: gamma and beta set the kernel from the channels"),
+    ({"kernel": 3, "beta": 0.5}, "eca1: gamma and beta set the kernel"),
+    ({"gamma": 0.0}, "eca1"),
 ])
 def test_eca_invalid_options_are_one_line_spec_errors(op: dict[str, Any], words: str) -> None:
     assert words in spec_error(stem_spec({"op": "eca", **op}))
@@ -443,9 +435,8 @@ def test_every_new_op_in_one_network_is_ruff_clean_and_onnx_matches(tmp_path: Pa
                                 {"op": "se", "name": "se", "ratio": 0.25},
                                 {"op": "drop_path", "name": "drop_path", "rate": 0.1}))
     source = net.to_torch_source()
-    for helper_class in ("class EfficientChannelAttention", "class BlurPool2d", "class DropPath",
-                         "class SEModule"):
+    for helper_class in ("class EcaModule", "class BlurPool2d", "class DropPath",
+                         "class SEModule", "def make_divisible"):
         assert source.count(helper_class) == 1
-    assert MAKE_DIVISIBLE_SOURCE.strip() in source
     ruff_clean(source, tmp_path / "model.py")
     assert_onnx_matches_torch(net, tmp_path)

@@ -19,7 +19,7 @@ from resnet_compiler.emit.onnx import emit_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
-    "examples/custom_block.yaml": ('30d1b1638a580338', 'edb94d51c08e2e7b'),
+    "examples/custom_block.yaml": ('2ab76b7cfd94ebf6', '0decdaa200c0cb14'),
     "examples/reuse/resnet101d.yaml": ('c66350121ab7bb8d', 'ac7a9358a69a7ad5'),
     "examples/reuse/resnet101d_silu_c10.yaml": ('e15d051a495d913e', '366eccba876d063f'),
     "examples/preact_wide_cifar.yaml": ('b3bae2b02bf757dd', '3aa1228460867383'),
@@ -36,7 +36,7 @@ PINS = {
     "spec/resnetv2_50.yaml": ('07ea8e49b143c58a', 'db5ed87733cb57f4'),
     "spec/resnext101_32x8d.yaml": ('4ba1c7964e7b7f2e', '7a4afdd425ed3e36'),
     "spec/resnext50_32x4d.yaml": ('a9aa310b67c6df21', '3c9c8e3ff64577b2'),
-    "spec/seresnet50.yaml": ('12b54b86764108ef', '76c3c9bc22a29237'),
+    "spec/seresnet50.yaml": ('e5915db92364bae8', 'cbcb593e2723e5d4'),
     "spec/wide_resnet50_2.yaml": ('68f5f7e347681358', '03a51546e5afd3e8'),
 }
 

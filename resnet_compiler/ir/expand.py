@@ -22,7 +22,7 @@ from ..language.expr import Expr, ExprError, Value
 from ..language.library import builtin_library
 from ..language.load import Document
 from ..language.preprocessing import Preprocessing
-from ..language.spec import PRE_LOGITS, Loop, ModuleCall
+from ..language.spec import PRE_LOGITS, Loop, ModuleCall, validate_ops
 from ..messages import did_you_mean, format_bytes, format_shape
 from ..ops import REGISTRY, SPEC_OPS, Context, ShapeError
 from ..ops.base import op_fields
@@ -193,7 +193,15 @@ class _Expander:
             if not isinstance(value, (bool, int, float, str)):
                 raise self.error((*where, key), f"{key}: a module param is a number, a flag or"
                                  f" an expression, not {type(value).__name__}")
-        t = self.module_template(op.op, layers, (*where, "op"), self.module_stack)
+        fixed = {k: v for k, v in args.items() if k in module.fixed}
+        for key, value in fixed.items():
+            if type(value) is not type(module.params[key]):
+                kind = "a word" if isinstance(module.params[key], str) else "a value"
+                raise self.error((*where, key), f"{key}: module {op.op!r} fixes its class by this"
+                                 f" param, so it takes {kind} like {module.params[key]!r}, not"
+                                 f" {value!r}")
+        t = self.module_template(op.op, layers, (*where, "op"), self.module_stack, fixed)
+        args = {k: v for k, v in args.items() if k not in fixed}
         exprs = {}
         for key, value in args.items():
             try:
@@ -334,6 +342,10 @@ class _Expander:
                 continue
             t = self.op_template(concrete, name, where=origin)
             in_channels = self.shape_of(x)[0]
+            if t.module is not None:
+                x, top = self.top_module(t, x, {"in_channels": in_channels, **env}, origin)
+                out.append(top)
+                continue
             values = self.evaluate(t, {"in_channels": in_channels, **env},
                                    lambda key, msg, o=origin: self.error((*o, key), msg))
             data = self.make_node(t, values, [self.shape_of(x)], name, origin)
@@ -345,6 +357,27 @@ class _Expander:
                     for k, v in t.sources.items()}
             out.append(TopOp(name, t.kind, code, in_channels))
         return x, out
+
+    def top_module(self, t: OpTemplate, x: str, env: Mapping[str, Value],
+                   origin: Origin) -> tuple[str, TopOp]:
+        """A module called in the stem or head: its ops under the call's name, its class
+        instantiated with the call's arguments as values."""
+        assert t.module is not None
+        body = BlockBody(self, t.name, origin, self.shape_of(x))
+        port = body.call(t, env, ("", None), "")
+        if port[1] is not None or port[0] == "":
+            raise self.error(origin, f"{t.name}: module {t.module.kind!r} returns"
+                             f" {t.module.output!r}; return the value of an op")
+        self.register_modules((t,))
+        out = self.add_body(body.nodes, x, t.name + ".", port[0])
+        code = {}
+        for key, e in t.exprs.items():
+            try:
+                code[key] = repr(e.evaluate(env))
+            except ExprError as err:
+                raise self.error((*origin, key), str(err)) from None
+        return out, TopOp(t.name, "module", code, self.shape_of(x)[0], module=t.module,
+                          output=out)
 
     # ---- block templates ---------------------------------------------------------------------
     def block_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
@@ -526,28 +559,32 @@ class _Expander:
                     self.layout.modules[op.module.class_name] = op.module
 
     def module_template(self, kind: str, layers: Mapping[str, Any], where: Origin,
-                        stack: tuple[str, ...] = ()) -> ModuleTemplate:
-        """The class of module `kind` under these layer choices, built once per compile."""
-        key = (kind, freeze(layers))
+                        stack: tuple[str, ...] = (),
+                        fixed: Mapping[str, Any] | None = None) -> ModuleTemplate:
+        """The class of module `kind` under these layer choices and values of the params that
+        fix it, built once per compile."""
+        module = self.modules[kind]
+        fixed = {k: v for k, v in (fixed or {}).items() if v != module.params[k]}
+        key = (kind, freeze(layers), freeze(fixed))
         found = self.module_templates.get(key)
         if found is not None:
             return found
         if kind in stack or len(stack) > 16:
             loop = " -> ".join([*stack, kind])
             raise self.error(where, f"module {kind!r} contains itself ({loop})")
-        module = self.modules[kind]
         owner: Origin = ("modules", kind)
-        flat = [op for op, _, _ in flatten(module.ops)]
+        ops = self.bound_ops(kind, module, fixed, where) if fixed else module.ops
+        flat = [op for op, _, _ in flatten(ops)]
         scope = self.names_for(flat, set(EXPLICIT_RESERVED))
         for nm in scope:
             if scope.count(nm) > 1:
                 raise self.error(owner, f"op name {nm!r} is used twice in module {kind!r}")
-        wiring = wire(kind, (("ops", module.ops),), scope, module.output, None,
+        wiring = wire(kind, (("ops", ops),), scope, module.output, None,
                       lambda at, msg: self.error(at, msg), owner, EXPLICIT_RESERVED)
         alias: dict[str, str] = {}
         self.module_stack = (*stack, kind)
         try:
-            body = self.body_templates(module.ops, scope, wiring.inputs, layers, {}, alias,
+            body = self.body_templates(ops, scope, wiring.inputs, layers, {}, alias,
                                        owner, (*owner, "ops"))
         finally:
             self.module_stack = stack
@@ -559,10 +596,28 @@ class _Expander:
         while name in taken:
             n += 1
             name = f"{base}{n}"
-        t = ModuleTemplate(name, kind, dict(module.params), variables, body,
-                           _resolve_alias(wiring.output, alias))
+        params = {k: v for k, v in module.params.items() if k not in module.fixed}
+        checks = tuple((Expr.parse(c.when), c.error) for c in module.checks)
+        t = ModuleTemplate(name, kind, params, variables, body,
+                           _resolve_alias(wiring.output, alias), checks)
         self.module_templates[key] = t  # the layout gets it once a template keeps the call
         return t
+
+    def bound_ops(self, kind: str, module: Any, fixed: Mapping[str, Any],
+                  where: Origin) -> list[Any]:
+        """The module's ops validated again with the call's values of its fixed params; an
+        error names the call's key (`where` is the call's `op`) and the field it reaches."""
+        try:
+            return validate_ops(module.bound_ops(dict(fixed)))
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"][1:] if not isinstance(p, int))
+            msg = err["msg"].replace("Input should be", "must be").removeprefix("Value error, ")
+            key = next(iter(fixed)) if len(fixed) == 1 else None
+            given = ", ".join(f"{k}: {v}" for k, v in fixed.items())
+            at = (*where[:-1], key) if key else where
+            raise self.error(at, f"{given} does not fit module {kind!r}: its {loc} {msg}"
+                             ) from None
 
     # ---- block instances ---------------------------------------------------------------------
     def block_env(self, t: BlockTemplate, in_channels: int, channels: int, stride: int,
@@ -648,7 +703,12 @@ class _Expander:
             _remember(cache, key, found)
         nodes, out = found
         zero_init = t.last_norm if self.layout.zero_init_last_norm else None
-        prefix = block_id + "."
+        return self.add_body(nodes, x, block_id + ".", out, zero_init)
+
+    def add_body(self, nodes: list[Node], x: str, prefix: str, out: str,
+                 zero_init: str | None = None) -> str:
+        """Put a block's (or a top-level module call's) nodes into the graph under `prefix`,
+        reading `x` as their input; returns the node of value `out`."""
         edges = self.edges
         for node in nodes:
             node_id = prefix + node.name
@@ -733,7 +793,7 @@ class _Expander:
             self.layout.pre_logits = kept[-1] + 1 if kept else 0
         else:
             self.layout.pre_logits = len(head) - 1
-        roles = [REGISTRY[top.kind].role for top in head]
+        roles = [REGISTRY[top.kind].role if top.module is None else "" for top in head]
         return roles.index("global_pool") if "global_pool" in roles else len(head)
 
     def layer_choices(self, stage: Any, origin: Origin) -> dict[str, Any]:
@@ -842,7 +902,7 @@ class _Expander:
                 visible[".".join(parts[:k])] = node  # a container means its last module's output
 
         for top in self.layout.stem:
-            see(top.node_id, top.node_id)
+            see(top.node_id, top.out_node)
         block_of = {b.id: stage for stage in self.layout.stages for b in stage.blocks}
         ends: dict[str, str] = {}
         for node in self.nodes:
@@ -856,7 +916,7 @@ class _Expander:
                 see(b.id, ends[b.id])
                 visible[ends[b.id]] = ends[b.id]
         for top in self.layout.head[:pre_ops]:
-            see(top.node_id, top.node_id)
+            see(top.node_id, top.out_node)
         head = {top.node_id for top in self.layout.head[pre_ops:]}
         order = {node: i for i, node in enumerate(self.nodes)}
         out: dict[str, str] = {}

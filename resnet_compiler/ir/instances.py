@@ -174,6 +174,13 @@ class BlockBody:
                 raise self.error(f"{self.block_id}.{op.name}.{key}: {e.source} = {value!r}; must"
                                  f" be like the module's default {t.params[key]!r}")
             inner[key] = value
+        for condition, message in t.checks:
+            try:
+                failed = condition.evaluate(inner)
+            except ExprError as err:
+                raise self.error(f"{self.block_id}.{op.name}: module check: {err}") from None
+            if failed:
+                raise self.error(f"{self.block_id}.{op.name}: {message}")
         for var, e in t.vars:
             try:
                 inner[var] = e.evaluate(inner)

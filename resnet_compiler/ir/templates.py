@@ -64,6 +64,7 @@ class ModuleTemplate:
     vars: tuple[tuple[str, Expr], ...]
     body: tuple[Item, ...]
     output: str
+    checks: tuple[tuple[Expr, str], ...] = ()  # (condition, error): a call meeting one fails
 
 
 def flat_ops(items: tuple[Item, ...]) -> list[OpTemplate]:
@@ -128,6 +129,12 @@ class TopOp:
     kind: str
     sources: Mapping[str, Any]
     in_channels: int
+    module: ModuleTemplate | None = None  # a module call: `sources` are its arguments
+    output: str = ""  # the graph node that holds its value, when it is not node_id (a module's)
+
+    @property
+    def out_node(self) -> str:
+        return self.output or self.node_id
 
 
 @dataclass

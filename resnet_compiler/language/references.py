@@ -79,9 +79,6 @@ def reference_problems(doc: Document, library: Library) -> tuple[list[Problem], 
             known = [*OP_KINDS, *modules]
             report(path, f"unknown op or module {kind!r} (ops: {', '.join(OP_KINDS)};"
                    f" modules: {', '.join(modules)}){did_you_mean(kind, known)}")
-        elif path[0] in ("stem", "head"):
-            report((*path, "op"), f"module {kind!r}: modules are called inside blocks and"
-                   " modules (the stem and head take ops)")
 
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     _check_shortcut(defaults.get("shortcut"), ("defaults", "shortcut"), shortcuts, report)

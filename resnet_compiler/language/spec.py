@@ -16,10 +16,12 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
     Tag,
+    TypeAdapter,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -28,6 +30,7 @@ from typing_extensions import TypeAliasType
 from ..ops import SPEC_OPS, OpModel
 from ..ops.base import ExprText, PositiveInt, Size, check_module_path
 from .expr import FUNCTIONS
+from .fixed_params import bind, fixed_params
 from .names import (
     MAX_NAME_LENGTH,
     RESERVED_NAMES,
@@ -36,7 +39,7 @@ from .names import (
     check_variable,
 )
 
-__all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Defaults", "Head", "Input", "Library", "Loop",
+__all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Check", "Defaults", "Head", "Input", "Library", "Loop",
            "Module", "ModuleCall", "Op", "Spec", "Stage", "json_schema"]
 
 
@@ -61,6 +64,9 @@ ModuleVariable = Annotated[str, AfterValidator(_module_variable)]
 ModulePath = Annotated[str, AfterValidator(check_module_path)]
 Variable = Annotated[str, AfterValidator(_variable)]
 ParamValue = Union[StrictBool, StrictInt, Annotated[StrictFloat, Field(allow_inf_nan=False)]]  # noqa: UP007
+# A module's param may also be a word (an act fn, a gate), read by op fields that take no
+# expression; such params fix the class (language/fixed_params.py).
+ModuleParamValue = Union[ParamValue, Identifier]  # noqa: UP007
 
 
 REQUIRED = "required_here"  # error type of a key that the spec's other keys make required
@@ -204,19 +210,72 @@ class Block(_Model):
         return self
 
 
+class Check(_Model):
+    """A condition a module's params must not meet: `error` is said at the call when `when` is
+    true (two params that set the same thing, a value out of range)."""
+
+    when: ExprText
+    error: Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class Module(_Model):
     """A composite layer in the op language: params, vars, ops wired with `input:` (`x` is the
     module's input) and an output; nothing implied, no residual. `op: NAME` instantiates it."""
 
     class_name: Annotated[str, AfterValidator(check_class_name)] | None = Field(
         None, description="Class name in the generated code.")
-    params: dict[ModuleVariable, ParamValue] = Field(
-        default_factory=dict, description="Parameters with defaults; a call sets them by key.")
+    params: dict[ModuleVariable, ModuleParamValue] = Field(
+        default_factory=dict, description="Parameters with defaults; a call sets them by key. A"
+        " param named in a field that takes no expression (`fn: act`, `bias: bias`), or whose"
+        " value is a word, is fixed per class: each set of its values is a class of its own.")
+    checks: list[Check] = Field(
+        default_factory=list, description="Conditions on the params that are errors at a call.")
     vars: dict[ModuleVariable, ExprText] = Field(
         default_factory=dict, description="Derived values, computed in order.")
     ops: Annotated[list[Op], Field(min_length=1)]
     output: ModulePath | None = Field(None, description="The value the module returns (the last"
                                       " op's when left out).")
+    # the ops as written and the params that fix the class (see _bind_fixed_params)
+    _raw_ops: list[Any] = PrivateAttr(default_factory=list)
+    _fixed: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _bind_fixed_params(cls, data: Any, handler: Any) -> "Module":
+        """Validate the ops with the fixed params' defaults in the fields that name them, and
+        keep the ops as written so that a call with other values can bind them again."""
+        if not (isinstance(data, dict) and isinstance(data.get("ops"), list)
+                and isinstance(data.get("params", {}), dict)):
+            return handler(data)
+        params = data.get("params", {})
+        fixed = fixed_params(data["ops"], params)
+        if not fixed:
+            return handler(data)
+        module = handler({**data, "ops": bind(data["ops"], params, fixed)})
+        module._raw_ops = data["ops"]
+        module._fixed = frozenset(fixed)
+        return module
+
+    @property
+    def fixed(self) -> frozenset[str]:
+        """The params that fix the class."""
+        return self._fixed
+
+    def bound_ops(self, values: dict[str, Any]) -> list[Any]:
+        """The ops with the fixed params set to `values` (those not given keep the defaults)."""
+        return bind(self._raw_ops, {**self.params, **values}, set(self._fixed))
+
+
+_OP_LIST: TypeAdapter[list[Any]] | None = None
+
+
+def validate_ops(raw: list[Any]) -> list[Any]:
+    """A list of ops validated on its own (a module's ops bound again); pydantic builds the
+    list's schema on first use only."""
+    global _OP_LIST
+    if _OP_LIST is None:
+        _OP_LIST = TypeAdapter(list[Op])
+    return _OP_LIST.validate_python(raw)
 
 
 class Stage(BaseModel):

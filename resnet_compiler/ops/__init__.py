@@ -5,8 +5,8 @@ outside an op's own module branches on its kind.
 """
 
 from .act import ActOp, ReLUOp
-from .attention import EcaOp, SqueezeExciteOp
 from .base import Context, InitOptions, OpDef, OpModel, Shape, ShapeError
+from .channel_conv import ChannelConvOp
 from .conv import ConvOp, StdConvOp
 from .multipath import AddOp, ConcatOp, MulOp, ReduceOp, SoftmaxOp, SplitOp
 from .norm import BatchNormOp, FrozenBatchNormOp, GroupNormOp
@@ -16,14 +16,14 @@ from .response_norm import EvoNormS0Op, FilterResponseNormOp
 from .structural import DropoutOp, FlattenOp, InputOp, LinearOp, PadOp
 
 REGISTRY: dict[str, OpDef] = {op.kind: op for op in (
-    ConvOp(), BatchNormOp(), ReLUOp(), MaxPoolOp(), AvgPoolOp(), SqueezeExciteOp(),
+    ConvOp(), BatchNormOp(), ReLUOp(), MaxPoolOp(), AvgPoolOp(),
     InputOp(), AddOp(), GlobalPoolOp(), FlattenOp(), DropoutOp(), LinearOp(),
     ActOp(),
     GroupNormOp(), FrozenBatchNormOp(), StdConvOp(),
-    EcaOp(), BlurPoolOp(), DropPathOp(),
+    BlurPoolOp(), DropPathOp(),
     PadOp(),
     SplitOp(), ConcatOp(), MulOp(), SoftmaxOp(), ReduceOp(),
-    FilterResponseNormOp(), EvoNormS0Op(),
+    FilterResponseNormOp(), EvoNormS0Op(), ChannelConvOp(),
 )}
 # Ops a spec may write (the others are placed by the compiler: input, add, head pooling, ...).
 SPEC_OPS: dict[str, OpDef] = {k: op for k, op in REGISTRY.items() if op.model is not None}

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from .base import Attrs, Context, OpDef, OpModel
 
@@ -56,13 +56,22 @@ ONNX_SINGLE: dict[str, tuple[str, int]] = {
 }
 
 
+# timm's spellings of two fns (its gate_layer='hard_sigmoid', act_layer='hard_swish')
+TIMM_SPELLINGS = {"hard_sigmoid": "hardsigmoid", "hard_swish": "hardswish"}
+
+
+def _timm_spelling(value: Any) -> Any:
+    return TIMM_SPELLINGS.get(value, value) if isinstance(value, str) else value
+
+
 class Act(OpModel):
     """An elementwise activation. `fn` picks it (default relu); `slope` is leaky_relu's negative
     slope (default 0.01), `alpha` scales elu's negative side (default 1.0). gelu is the exact
     (erf) form, gelu_tanh the tanh approximation."""
 
     op: Literal["act"]
-    fn: ActFn = Field("relu", description="The function: relu, relu6, leaky_relu, elu, silu, gelu"
+    fn: Annotated[ActFn, BeforeValidator(_timm_spelling)] = Field(
+        "relu", description="The function: relu, relu6, leaky_relu, elu, silu, gelu"
                       " (exact), gelu_tanh, hardswish, hardsigmoid, sigmoid, tanh, mish or identity"
                       " (none: for norms with their own activation, such as frn).")
     slope: Finite | None = Field(None, description="leaky_relu only: the negative slope (default 0.01).")
