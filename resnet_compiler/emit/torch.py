@@ -203,6 +203,11 @@ def _top_entries(ops: list[TopOp], inplace_from: int, keep: frozenset[str] = fro
     entries = []
     previous_in_place = False
     for i, top in enumerate(ops):
+        if top.module is not None:  # a module's class, with the call's arguments
+            args = [str(top.in_channels), *(f"{k}={v}" for k, v in top.sources.items())]
+            entries.append((top.node_id, [f"{top.module.class_name}({', '.join(args)})"]))
+            previous_in_place = False
+            continue
         opdef = REGISTRY[top.kind]
         in_place = i >= inplace_from and opdef.inplace_ok and not previous_in_place \
             and top.node_id not in keep

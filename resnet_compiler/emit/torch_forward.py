@@ -106,7 +106,8 @@ def forward_methods(graph: nx.DiGraph, layout: Layout, entries: list[Entry],
     if layout.pre_logits is not None:  # a head list says where pre_logits stops
         classifier = layout.pre_logits - (len(layout.head) - len(head))
     else:
-        classifier = max((i for i, top in enumerate(tops) if REGISTRY[top.kind].classifier),
+        classifier = max((i for i, top in enumerate(tops)
+                          if top.module is None and REGISTRY[top.kind].classifier),
                          default=len(head))
     features = {path for path, _ in entries[:head_from]}
     pooling = {path for path, _ in head[:classifier]}
@@ -160,7 +161,8 @@ def keep_inputs(graph: nx.DiGraph, layout: Layout) -> frozenset[str]:
     """Top-level ops whose input is a returned feature map (they must not overwrite it)."""
     returned = set((graph.graph.get("outputs") or {}).values())
     return frozenset(top.node_id for top in (*layout.stem, *layout.head)
-                     if any(p in returned for p in graph.pred[top.node_id]))
+                     if top.module is None  # a module's class never writes into its input
+                     and any(p in returned for p in graph.pred[top.node_id]))
 
 
 def ends(gg: dict[str, Any]) -> str:
@@ -174,7 +176,7 @@ def ends(gg: dict[str, Any]) -> str:
 
 def head_size(layout: Layout) -> int:
     """How many head entries follow the feature map (pre ops excluded): from the global pool on."""
-    roles = [REGISTRY[top.kind].role for top in layout.head]
+    roles = [REGISTRY[top.kind].role if top.module is None else "" for top in layout.head]
     return len(roles) - roles.index("global_pool") if "global_pool" in roles else 0
 
 
