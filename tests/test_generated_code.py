@@ -68,8 +68,8 @@ def test_long_expressions_are_wrapped_and_stay_ruff_clean(tmp_path: Path) -> Non
     spec = yaml.safe_load((ROOT / "examples" / "custom_block.yaml").read_text())
     block = copy.deepcopy(spec["blocks"]["inverted"])
     block["params"]["dilation_rate"] = 1
-    block["branch"][3]["dilation"] = "max(1, dilation_rate * (in_channels // in_channels))"
-    block["branch"][3]["padding"] = ("max(1, dilation_rate * (in_channels // in_channels))"
+    block["ops"][3]["dilation"] = "max(1, dilation_rate * (in_channels // in_channels))"
+    block["ops"][3]["padding"] = ("max(1, dilation_rate * (in_channels // in_channels))"
                                      " * (3 - 1) // 2 + 0 * expand_ratio * expand_ratio")
     block["vars"]["hidden"] = ("make_divisible(in_channels * expand_ratio + 0 * dilation_rate"
                                " * expand_ratio * expand_ratio * expand_ratio, 8, round_limit=0)")

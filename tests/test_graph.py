@@ -95,7 +95,7 @@ def test_user_block_params_override_per_stage() -> None:
     g = net.graph
     assert g.nodes["layer1.0.expand"]["out_channels"] == 32  # expand_ratio 1 in stage 1
     assert g.nodes["layer2.0.expand"]["out_channels"] == 32 * 4
-    assert g.nodes["layer3.0.se"]["rd_channels"] == 16  # max(8, 256 // 16)
+    assert g.nodes["layer3.0.se.fc1"]["out_channels"] == 16  # max(8, 256 // 16)
     assert "layer2.0.se" not in g
 
 

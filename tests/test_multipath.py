@@ -121,7 +121,7 @@ def test_a_chain_written_with_inputs_is_the_same_network() -> None:
     chain.pop("defaults")
     chain["stages"] = [{**stage, "block": "mine"} for stage in chain["stages"]]
     plain = rc.compile({**chain, "name": "same"})
-    branch = chain["blocks"]["mine"]["branch"]
+    branch = chain["blocks"]["mine"]["ops"]
     for prev, op in zip(branch, branch[1:], strict=False):
         op.setdefault("input", prev["name"])
     wired = rc.compile({**chain, "name": "same"})

@@ -114,15 +114,15 @@ def test_model_format_names_and_metadata():
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert dims == ["batch", 3, 224, 224]
     assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 1000]
-    inits = {t.name for t in model.graph.initializer}
+    inits = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     sd_keys = {k for k in init_weights(net.graph) if not k.endswith("num_batches_tracked")}
     assert inits == sd_keys  # unfolded: exactly the state_dict's float tensors
     by_name = {n.name: n for n in model.graph.node}
     assert by_name["layer1.0.conv1"].op_type == "Conv"
     assert by_name["layer1.0.bn1"].op_type == "BatchNormalization"
-    assert [by_name[f"layer1.0.se.{s}"].op_type for s in ("pool", "fc1", "act", "fc2", "gate")] \
+    assert [by_name[f"layer1.0.se.{s}"].op_type for s in ("pooled", "fc1", "act", "fc2", "gate")] \
         == ["GlobalAveragePool", "Conv", "Relu", "Conv", "Sigmoid"]
-    assert by_name["layer1.0.se"].op_type == "Mul"
+    assert by_name["layer1.0.se.gated"].op_type == "Mul"
     assert by_name["fc"].op_type == "Gemm"
     assert by_name["layer1.0.add"].input[1] == "layer1.0.downsample.1"  # branch, then shortcut
     folded = build_model(net.graph)

@@ -31,6 +31,7 @@ from .geometry import stage_geometry
 from .graph import IRGraph
 from .instances import BlockBody, Node, Port, annotate
 from .layers import LAYER_SETTINGS, freeze, layer_mapping
+from .residual import NO_SHORTCUT, SHAPE_CHANGES, is_slot, residual_form
 from .templates import (
     POSITION_DEFAULTS,
     BlockInstance,
@@ -110,6 +111,7 @@ class _Expander:
         self.dilated = spec.output_stride is not None or any(
             (st.dilation or 1) > 1 for st in spec.stages)
         self.open_group: str | None = None
+        self.block_shortcut = "conv_bn"  # the shortcut of the block being templated
         self.children: dict[str, list[str]] = {}
         self._stem_out = "input"
         self.outputs: dict[str, str] = {}
@@ -336,6 +338,8 @@ class _Expander:
             for key in ("when", "input"):
                 if getattr(op, key) is not None:
                     raise self.error((*origin, key), f"{key!r} is only meaningful inside a block")
+            if is_slot(op):
+                raise self.error((*origin, "op"), "a shortcut slot belongs in a block")
             self.place(name, (*origin, "name") if "." in name else origin)
             concrete = self.substitute(op, self.top_layers, origin)
             if concrete is None:
@@ -425,11 +429,16 @@ class _Expander:
     def new_template(self, kind: str, block: Any, shortcut: str, layers: Mapping[str, Any],
                      shared: tuple[Any, ...] | None, origin: Origin,
                      fixed: Mapping[str, Value] | None = None) -> BlockTemplate:
-        for i, op in enumerate(self.shortcuts[shortcut]):
+        chain = self.shortcuts.get(shortcut, [])  # none: no shortcut
+        for i, op in enumerate(chain):
             if op.input is not None:
                 raise self.error(("shortcuts", shortcut, i, "input"), "a shortcut is a chain of"
                                  " ops; 'input' is for ops inside a block's branch")
+        written_as_ops = block.ops is not None
+        if written_as_ops:  # the classic residual, written out, is templated as one
+            block = residual_form(block) or block
         explicit = block.ops is not None  # the residual written out as ops of the block
+        self.block_shortcut = shortcut
         sections = (("ops", block.ops),) if explicit else (("branch", block.branch),
                                                            ("post", block.post))
         reserved = EXPLICIT_RESERVED if explicit else RESERVED
@@ -476,7 +485,7 @@ class _Expander:
         def resolve(ref: str) -> str:
             return _resolve_alias(ref, alias)
 
-        shortcut_ops = self.shortcuts[shortcut] if not explicit else []
+        shortcut_ops = chain if not explicit else []
         projection = self.body_templates(
             shortcut_ops, [f"downsample.{op.name or i}" for i, op in enumerate(shortcut_ops)],
             tuple((BLOCK_INPUT,) for _ in shortcut_ops), layers, known, alias, origin,
@@ -486,7 +495,7 @@ class _Expander:
                  and t.sources.get("affine", True)]  # a norm without weight cannot start at zero
         if block.last_norm is not None:
             norms = [self.named_norm(kind, block.last_norm, branch)]
-        elif explicit:
+        elif written_as_ops:
             norms = []
         name = block.class_name or "".join(p.capitalize() for p in kind.split("_")) + "Block"
         out_channels = Expr.parse(str(block.out_channels)).partial(known)
@@ -500,7 +509,8 @@ class _Expander:
             output=resolve(wiring.output),
             last_norm=norms[-1] if norms else None, shared_key=shared, residual=not explicit,
             position=tuple(n for n in POSITION_DEFAULTS if n not in declared and n in
-                           _template_names(block, shortcut_ops)))
+                           _template_names(block, chain if not explicit or any(
+                               is_slot(op) for op, _, _ in flatten(block.ops)) else [])))
 
     def named_norm(self, kind: str, name: str, branch: tuple[Item, ...]) -> str:
         """The module path of the norm `last_norm` names (inside a module call too)."""
@@ -539,6 +549,9 @@ class _Expander:
                 continue
             nm, refs = names[k], tuple(_resolve_alias(r, alias) for r in inputs[k])
             k += 1
+            if is_slot(op):
+                out += self.slot_templates(op, nm, refs, layers, known, alias, (*where, i))
+                continue
             concrete = self.substitute(op, layers, (*where, i))
             t = None
             if concrete is not None:
@@ -548,6 +561,27 @@ class _Expander:
             else:
                 out.append(replace(t, inputs=refs))
         return tuple(out)
+
+    def slot_templates(self, op: Any, name: str, refs: tuple[str, ...],
+                       layers: Mapping[str, Any], known: Mapping[str, Value],
+                       alias: dict[str, str], where: Origin) -> list[OpTemplate]:
+        """A shortcut slot where it stands: the chosen shortcut's ops as `name.0`, `name.1`, ...
+        (or their names), each used under the slot's condition; its value is the last one's,
+        or its input where the block has no shortcut."""
+        chain = self.shortcuts.get(self.block_shortcut, [])
+        if not chain:
+            alias[name] = refs[0]
+            return []
+        condition = op.when if op.when is not None else SHAPE_CHANGES
+        names = [f"{name}.{step.name or j}" for j, step in enumerate(chain)]
+        steps = [step.model_copy(update={"when": condition if step.when is None
+                                         else f"({condition}) and ({step.when})"})
+                 for step in chain]
+        inputs = tuple((refs[0],) if j == 0 else (names[j - 1],) for j in range(len(chain)))
+        out = list(self.body_templates(steps, names, inputs, layers, known, alias, where,
+                                       ("shortcuts", self.block_shortcut)))
+        alias[name] = _resolve_alias(names[-1], alias)
+        return out
 
     def register_modules(self, items: tuple[Item, ...]) -> None:
         """Put the module classes a template calls (inner ones first) into the layout: a
@@ -817,7 +851,7 @@ class _Expander:
             raise self.error((*origin, "block"), f"unknown block {stage.block!r}")
         block = self.blocks[stage.block]
         shortcut = stage.shortcut or self.spec.defaults.shortcut or block.shortcut
-        if shortcut not in self.shortcuts:
+        if shortcut not in self.shortcuts and shortcut != NO_SHORTCUT:
             raise self.error(origin, f"unknown shortcut {shortcut!r} (shortcuts: "
                              f"{', '.join(sorted(self.shortcuts))})")
         name = self.place(stage.name or f"layer{si + 1}", (*origin, "name"))

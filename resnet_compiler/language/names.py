@@ -24,7 +24,7 @@ RESERVED_NAMES = frozenset({
     "register_forward_pre_hook", "register_full_backward_hook", "register_full_backward_pre_hook",
     "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
     "register_state_dict_post_hook", "register_state_dict_pre_hook",
-    "make_divisible", "BlurPool2d", "DropPath",
+    "make_divisible", "BlurPool2d", "DropPath", "ChannelConv1d",
     "FrozenBatchNorm2d", "StdConv2d", "OrderedDict", "log2", "ceil", "floor",  # generated helpers
 })
 MAX_NAME_LENGTH = 64

@@ -142,7 +142,7 @@ def reference_problems(doc: Document, library: Library) -> tuple[list[Problem], 
 
 
 def _check_shortcut(name: Any, path: Path, shortcuts: Mapping[str, Any], report: Any) -> None:
-    if isinstance(name, str) and name not in shortcuts:
+    if isinstance(name, str) and name not in shortcuts and name != "none":  # none: no shortcut
         report(path, f"unknown shortcut {name!r} (shortcuts: {', '.join(sorted(shortcuts))})"
                f"{did_you_mean(name, shortcuts)}")
 

@@ -84,6 +84,16 @@ class AntiAlias(OpModel):
     stride: Size = 2
 
 
+class ShortcutSlot(OpModel):
+    """Where a block's shortcut goes: the shortcut the stage, `defaults.shortcut` or the block's
+    `shortcut:` names (conv_bn unless set; `none` leaves it out), applied to this op's input and
+    named `downsample` unless named otherwise. It is used when the block's shape changes
+    (stride != 1 or in_channels != out_channels) unless `when:` says otherwise; where it is not
+    used, its value is its input."""
+
+    op: Literal["shortcut"]
+
+
 class ModuleCall(OpModel):
     """An op whose `op:` names a module (built-in or the spec's `modules:`): the module's ops
     expand under this op's name; the other keys set the module's params (values or expressions
@@ -112,6 +122,7 @@ class Loop(_Model):
 # another name is a module call, and a mapping with `repeat:` a loop.
 _OP_MODELS: dict[str, type[BaseModel]] = {k: op.model for k, op in SPEC_OPS.items()}
 _OP_MODELS["anti_alias"] = AntiAlias
+_OP_MODELS["shortcut"] = ShortcutSlot
 OP_KINDS = tuple(_OP_MODELS)
 MODULE_TAG, LOOP_TAG = "module call", "repeat"
 
@@ -188,7 +199,8 @@ class Block(_Model):
     last_norm: ModulePath | None = Field(
         None, description="The norm that defaults.zero_init_last_bn starts at zero (the last"
         " unconditional norm of the branch when left out; none for an `ops:` block without it).")
-    shortcut: Identifier = Field("conv_bn", description="Projection used when the shape changes.")
+    shortcut: Identifier = Field("conv_bn", description="The shortcut used when the shape"
+                                 " changes (with ops: the one a `{op: shortcut}` slot takes).")
     projection_from: ModulePath | None = Field(
         None, description="Branch op whose output feeds the projection (pre-activation nets).")
     post: list[Op] = Field(default_factory=list, description="Ops after the add.")
@@ -202,8 +214,7 @@ class Block(_Model):
             raise ValueError("a block has either branch: (the residual implied) or ops: (the"
                              " residual written out), not both")
         if self.ops is not None:
-            extra = [k for k in ("post", "projection_from", "shortcut")
-                     if k in self.model_fields_set]
+            extra = [k for k in ("post", "projection_from") if k in self.model_fields_set]
             if extra:
                 raise ValueError(f"{extra[0]!r} belongs to a branch: block; with ops: the"
                                  " shortcut and the add are ops of their own")

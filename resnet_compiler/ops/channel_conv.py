@@ -31,10 +31,22 @@ class ChannelConv(OpModel):
     kernel: Size = 3
 
 
+CHANNEL_CONV_CLASS = '''
+class ChannelConv1d(nn.Conv1d):
+    """A 1-D convolution across the channels of a pooled map (N, C, 1, 1), as ECA-Net's: the
+    channels are one sequence per sample."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x.view(x.shape[0], 1, -1))
+        return out.view(x.shape[0], -1, 1, 1)
+'''
+
+
 class ChannelConvOp(OpDef):
     kind = "channel_conv"
     model = ChannelConv
     sizes = {"kernel": 1}
+    torch_helpers = (CHANNEL_CONV_CLASS,)
 
     def resolve(self, values: Mapping[str, Any], inputs: Sequence[Shape]) -> dict[str, Any]:
         return {"channels": inputs[0][0], "kernel": values["kernel"]}
@@ -64,12 +76,7 @@ class ChannelConvOp(OpDef):
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
         k = text(src["kernel"])
         padding = str((int(k) - 1) // 2) if k.isdigit() else f"({k} - 1) // 2"
-        return f"nn.Conv1d(1, 1, kernel_size={k}, padding={padding}, bias=False)"
-
-    def torch_call(self, module: str, inputs: Sequence[str]) -> str:
-        """The channels as one sequence per sample, and back to a Cx1x1 map."""
-        x = inputs[0]
-        return f"{module}({x}.view({x}.shape[0], 1, -1)).view({x}.shape[0], -1, 1, 1)"
+        return f"ChannelConv1d(1, 1, kernel_size={k}, padding={padding}, bias=False)"
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
         """Reshape to (N, 1, C), 1-D Conv, reshape to (N, C, 1, 1); the batch stays -1, so it is

@@ -308,6 +308,7 @@ class Reduce(OpModel):
 
 TORCH_REDUCE = {"mean": "mean", "max": "amax", "sum": "sum"}
 ONNX_REDUCE = {"mean": "ReduceMean", "max": "ReduceMax", "sum": "ReduceSum"}
+ONNX_GLOBAL_POOL = {"mean": "GlobalAveragePool", "max": "GlobalMaxPool"}
 
 
 class ReduceOp(_Functional):
@@ -329,7 +330,11 @@ class ReduceOp(_Functional):
         return f"{inputs[0]}.{TORCH_REDUCE[src.get('mode', 'mean')]}({dims}, keepdim=True)"
 
     def onnx(self, b: Any, node: str, attrs: Attrs, inputs: Sequence[str]) -> str:
-        axes = [2, 3] if attrs.get("over", "space") == "space" else [1]
-        return _onnx_axes(b, node, ONNX_REDUCE[attrs.get("mode", "mean")], list(inputs), axes,
-                          node, keepdims=1)
+        """The mean or max over space is ONNX's global pool (one node, no axes constant, as an
+        exported SE block has it); the rest a Reduce* node."""
+        over, mode = attrs.get("over", "space"), attrs.get("mode", "mean")
+        if over == "space" and mode in ONNX_GLOBAL_POOL:
+            return b.add(ONNX_GLOBAL_POOL[mode], node, list(inputs), node)
+        axes = [2, 3] if over == "space" else [1]
+        return _onnx_axes(b, node, ONNX_REDUCE[mode], list(inputs), axes, node, keepdims=1)
 
