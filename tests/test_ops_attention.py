@@ -258,7 +258,7 @@ ECA_CHANNELS = [1, 2, 3, 8, 15, 16, 31, 32, 63, 64, 100, 128, 255, 256, 512, 520
 def test_eca_kernel_rule_is_timms(gamma: float, beta: float) -> None:
     """The compiler's kernel and the generated class's own computation agree with timm."""
     rule = {} if (gamma, beta) == (2, 1) else {"gamma": float(gamma), "beta": float(beta)}
-    cls = rc.compile(stem_spec({"op": "eca", "gamma": 2.5})).torch_namespace().EcaModule
+    cls = rc.compile(stem_spec({"op": "eca", "gamma": 2.5, "beta": 0.5})).torch_namespace().EcaModule
     for c in ECA_CHANNELS:
         net = rc.compile(stem_spec({"op": "eca", **rule}, channels=c, conv=False, side=4))
         want = EcaModule(channels=c, gamma=gamma, beta=beta).conv.kernel_size[0]

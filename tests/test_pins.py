@@ -19,11 +19,11 @@ from resnet_compiler.emit.onnx import emit_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 PINS = {
-    "examples/custom_block.yaml": ('f673d3bb6392c598', 'f53688f22eb1f274'),
+    "examples/custom_block.yaml": ('5bc3ba22ff420b1c', 'f53688f22eb1f274'),
     "examples/reuse/resnet101d.yaml": ('c66350121ab7bb8d', 'ac7a9358a69a7ad5'),
     "examples/reuse/resnet101d_silu_c10.yaml": ('e15d051a495d913e', '366eccba876d063f'),
     "examples/preact_wide_cifar.yaml": ('b3bae2b02bf757dd', '3aa1228460867383'),
-    "examples/scse_attention.yaml": ('99f36c1cabd23f44', 'ae22ce2d156d5e25'),
+    "examples/scse_attention.yaml": ('787d70e7e9511d55', 'ae22ce2d156d5e25'),
     "examples/seed_resnext.yaml": ('2ffdb5e54f9fda38', 'a20e7549e33c8b35'),
     "spec/resnet101.yaml": ('9ec2d42713081c36', '3b7e56ceb68f5bc1'),
     "spec/resnet152.yaml": ('d832589352ca1c95', '71eb7a5979beef1e'),
@@ -36,7 +36,7 @@ PINS = {
     "spec/resnetv2_50.yaml": ('07ea8e49b143c58a', 'db5ed87733cb57f4'),
     "spec/resnext101_32x8d.yaml": ('4ba1c7964e7b7f2e', '7a4afdd425ed3e36'),
     "spec/resnext50_32x4d.yaml": ('a9aa310b67c6df21', '3c9c8e3ff64577b2'),
-    "spec/seresnet50.yaml": ('e5915db92364bae8', 'e21a98d0e5536816'),
+    "spec/seresnet50.yaml": ('f12c709a4f66e246', 'e21a98d0e5536816'),
     "spec/wide_resnet50_2.yaml": ('68f5f7e347681358', '03a51546e5afd3e8'),
 }
 

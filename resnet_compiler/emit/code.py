@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
+from .pyformat import WIDTH
+
 INDENT = "    "
+
+
+def docstring(text: str, indent: str) -> list[str]:
+    """A docstring that fits the width: one line if it can, else wrapped."""
+    one = f'{indent}"""{text}"""'
+    if len(one) <= WIDTH:
+        return [one]
+    body = textwrap.wrap(text, WIDTH - len(indent) - 3)
+    return [f'{indent}"""{body[0]}', *[indent + b for b in body[1:]], f'{indent}"""']
 
 
 def indented(lines: Iterable[str], depth: int = 2) -> list[str]:

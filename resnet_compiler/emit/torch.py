@@ -31,7 +31,7 @@ from ..language.expr import MAKE_DIVISIBLE_SOURCE, MATH_FUNCTIONS, Expr
 from ..language.preprocessing import Preprocessing
 from ..ops import REGISTRY
 from .channel_text import rule_channels
-from .code import INDENT, Entry, group_modules, indented, tree
+from .code import INDENT, Entry, docstring, group_modules, indented, tree
 from .pyformat import WIDTH, format_lines
 from .torch_body import Body, code_of, module_class, module_expr
 
@@ -41,15 +41,6 @@ if TYPE_CHECKING:  # the emitters read the IR or a networkx graph alike
 
 def _lines(lines: Iterable[str]) -> str:
     return format_lines(lines)
-
-
-def _docstring(text: str, indent: str) -> list[str]:
-    """A docstring that fits the width: one line if it can, else wrapped."""
-    one = f'{indent}"""{text}"""'
-    if len(one) <= WIDTH:
-        return [one]
-    body = textwrap.wrap(text, WIDTH - len(indent) - 3)
-    return [f'{indent}"""{body[0]}', *[indent + b for b in body[1:]], f'{indent}"""']
 
 
 # ---- block classes -------------------------------------------------------------------------------
@@ -139,7 +130,7 @@ def _block_class(t: BlockTemplate) -> str:
     last = flat_ops(t.post)[-1].name if t.post else RESIDUAL if t.residual else t.output
     forward.append(f"return {values.holder[last]}")
     lines = [f"class {t.class_name}(nn.Module):",
-             *_docstring(f"The {t.kind!r} block: {_describe(t)}.", INDENT), "",
+             *docstring(f"The {t.kind!r} block: {_describe(t)}.", INDENT), "",
              f"{INDENT}def __init__({', '.join(signature)}) -> None:", *indented(init), "",
              f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:", *indented(forward)]
     return _lines(lines)
@@ -365,7 +356,7 @@ def emit_torch(graph: nx.DiGraph, layout: Layout) -> str:
     signature = "" if gg["num_classes"] is None else f", num_classes: int = {gg['num_classes']}"
     model = [
         f"class {model_name}(nn.Module):",
-        *_docstring(f"{gg['name']}: {c}x{h}x{w} input -> {returns}.", INDENT),
+        *docstring(f"{gg['name']}: {c}x{h}x{w} input -> {returns}.", INDENT),
         "",
         *indented(feature_info(graph, layout), 1),
         "",

@@ -18,7 +18,7 @@ from ..ir.wiring import BLOCK_INPUT, FAN_IN, RESIDUAL, local_name, parse_ref
 from ..language.expr import Expr
 from ..ops import REGISTRY
 from .channel_text import Channels, rule_channels, rule_part_channels, simplify
-from .code import INDENT, group_modules
+from .code import INDENT, docstring, group_modules
 from .pyformat import WIDTH
 
 
@@ -412,7 +412,7 @@ def module_class(t: ModuleTemplate) -> list[str]:
              for line in (groups[item[7:]] if item.startswith("@group:") else [item])]
     forward = [*body.forward, f"return {body.holder[parse_ref(t.output)[0]]}"]
     return [f"class {t.class_name}(nn.Module):",
-            f'{INDENT}"""The {t.kind!r} module."""', "",
+            *docstring(t.doc or f"The {t.kind!r} module.", INDENT), "",
             f"{INDENT}def __init__({', '.join(signature)}) -> None:",
             *(f"{INDENT * 2}{line}" for line in init), "",
             f"{INDENT}def forward(self, x: torch.Tensor) -> torch.Tensor:",

@@ -27,6 +27,7 @@ from ..messages import did_you_mean, format_bytes, format_shape
 from ..ops import REGISTRY, SPEC_OPS, Context, ShapeError
 from ..ops.base import op_fields
 from ..version import __version__
+from .folding import fold_unset_module_params, specialise
 from .geometry import stage_geometry
 from .graph import IRGraph
 from .instances import BlockBody, Node, Port, annotate
@@ -555,7 +556,7 @@ class _Expander:
             concrete = self.substitute(op, layers, (*where, i))
             t = None
             if concrete is not None:
-                t = _specialise(self.op_template(concrete, nm, layers, (*where, i)), known)
+                t = specialise(self.op_template(concrete, nm, layers, (*where, i)), known)
             if t is None:
                 alias[nm] = refs[0]
             else:
@@ -633,7 +634,7 @@ class _Expander:
         params = {k: v for k, v in module.params.items() if k not in module.fixed}
         checks = tuple((Expr.parse(c.when), c.error) for c in module.checks)
         t = ModuleTemplate(name, kind, params, variables, body,
-                           _resolve_alias(wiring.output, alias), checks)
+                           _resolve_alias(wiring.output, alias), checks, module.doc)
         self.module_templates[key] = t  # the layout gets it once a template keeps the call
         return t
 
@@ -998,24 +999,8 @@ class _Expander:
             total_macs=sum(d["macs"] for d in self.nodes.values()),
             total_acts=sum(d["acts"] for d in self.nodes.values()),
         )
+        fold_unset_module_params(self.layout)
         return IRGraph(self.nodes, self.edges, attrs), self.layout
-
-
-def _specialise(t: OpTemplate, known: Mapping[str, Value]) -> OpTemplate | None:
-    """`t` with names the class fixes folded in; None when its `when` is then always false."""
-    when = t.when.partial(known) if t.when is not None else None
-    if when is not None and when.constant:
-        try:
-            if not when.evaluate({}):
-                return None
-            when = None
-        except ExprError:
-            pass  # each instance reports it, at its stage
-    exprs = {k: e.partial(known) for k, e in t.exprs.items()}
-    sources = {k: (exprs[k].source if k in exprs else v) for k, v in t.sources.items()}
-    if t.module is None and REGISTRY[t.kind].identity_condition(sources) == "True":
-        return None  # a no-op in every instance of the class
-    return OpTemplate(t.name, t.kind, sources, exprs, when, module=t.module)
 
 
 def _resolve_alias(ref: str, alias: Mapping[str, str]) -> str:

@@ -65,6 +65,7 @@ class ModuleTemplate:
     body: tuple[Item, ...]
     output: str
     checks: tuple[tuple[Expr, str], ...] = ()  # (condition, error): a call meeting one fails
+    doc: str | None = None  # the class's docstring
 
 
 def flat_ops(items: tuple[Item, ...]) -> list[OpTemplate]:

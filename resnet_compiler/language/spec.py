@@ -221,6 +221,14 @@ class Block(_Model):
         return self
 
 
+def _docstring_text(value: str) -> str:
+    """Text that becomes a docstring of the generated code as it is: plain printable words,
+    nothing that could end the string or escape from it."""
+    if not value.isprintable() or "\\" in value or '"' in value:
+        raise ValueError("a doc is plain text on one line, without backslashes or double quotes")
+    return value
+
+
 class Check(_Model):
     """A condition a module's params must not meet: `error` is said at the call when `when` is
     true (two params that set the same thing, a value out of range)."""
@@ -235,6 +243,9 @@ class Module(_Model):
 
     class_name: Annotated[str, AfterValidator(check_class_name)] | None = Field(
         None, description="Class name in the generated code.")
+    doc: Annotated[str, Field(min_length=1, max_length=400), AfterValidator(_docstring_text)
+                   ] | None = Field(
+        None, description="What the module computes: the generated class's docstring.")
     params: dict[ModuleVariable, ModuleParamValue] = Field(
         default_factory=dict, description="Parameters with defaults; a call sets them by key. A"
         " param named in a field that takes no expression (`fn: act`, `bias: bias`), or whose"
