@@ -279,3 +279,76 @@ def test_a_stage_gives_one_width_per_block() -> None:
     spec["stages"][1]["channels"] = [128, 120]
     with pytest.raises(SpecError, match="channels gives 2 widths for 4 blocks"):
         rc.compile(spec)
+
+
+# ---- module params that fix the class, checks, modules in the stem ------------------------------
+
+GATED = {"class_name": "Gate", "doc": "A pooled gate whose function is a param.",
+         "params": {"fn": "sigmoid", "bias": True, "width": 4},
+         "checks": [{"when": "width > in_channels", "error": "width exceeds the input channels"}],
+         "ops": [{"op": "reduce", "name": "pooled"},
+                 {"op": "conv", "name": "fc", "channels": "in_channels", "kernel": 1,
+                  "bias": "bias"},
+                 {"op": "act", "name": "gate", "fn": "fn"},
+                 {"op": "mul", "name": "gated", "input": ["x", "gate"]}]}
+
+
+def _gated(*calls: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "g", "input": {"channels": 3, "height": 16, "width": 16}, "num_classes": 5,
+            "modules": {"gated": GATED},
+            "stem": [{"op": "conv", "channels": 8, "kernel": 3}, *calls],
+            "stages": [{"block": "basic", "depth": 1, "channels": 8}]}
+
+
+def test_word_params_fix_the_class_and_each_choice_is_its_own_class() -> None:
+    net = rc.compile(_gated({"op": "gated"}, {"op": "gated", "fn": "hardsigmoid", "bias": False}))
+    src = net.to_torch_source()
+    assert '"""A pooled gate whose function is a param."""' in src
+    first, second = src.split("class Gate(nn.Module)")[1], src.split("class Gate2(nn.Module)")[1]
+    assert "nn.Sigmoid()" in first.split("class ")[0] and "bias=True" in first.split("class ")[0]
+    assert "nn.Hardsigmoid(" in second.split("class ")[0]
+    assert "bias=False" in second.split("class ")[0]
+    assert "self.gated1 = Gate(8)" in src and "self.gated2 = Gate2(8)" in src
+    model = net.build_torch().eval()
+    assert set(model.gated2.state_dict()) == {"fc.weight"}
+    x = torch.randn(1, 8, 4, 4)
+    with torch.no_grad():
+        s = model.gated2.fc(x.mean((2, 3), keepdim=True))
+        torch.testing.assert_close(model.gated2(x), x * torch.nn.functional.hardsigmoid(s))
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    ({"fn": "sigmoidd"}, "stem[1].fn: fn: sigmoidd does not fit module 'gated': its act.fn must be"),
+    ({"fn": "width"}, "stem[1].fn: fn: width does not fit module 'gated'"),
+    ({"bias": "bias"}, "stem[1].bias: bias: module 'gated' fixes its class by this param, so it"
+                       " takes a value like True, not 'bias'"),
+    ({"width": 9}, "gated1: width exceeds the input channels"),
+])
+def test_fixed_params_and_checks_are_one_line_errors_at_the_call(call: dict[str, Any],
+                                                                 words: str) -> None:
+    with pytest.raises(SpecError) as e:
+        rc.compile(_gated({"op": "gated", **call}))
+    assert words in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_a_doc_that_could_escape_the_docstring_is_refused() -> None:
+    spec = _gated({"op": "gated"})
+    spec["modules"]["gated"] = {**GATED, "doc": 'ends here"""; import os'}
+    with pytest.raises(SpecError) as e:
+        rc.compile(spec)
+    assert "modules.gated.doc: a doc is plain text on one line" in str(e.value)
+
+
+def test_cbam_in_the_stem_is_timms_cbam_module(tmp_path: Any) -> None:
+    """A module called in the stem is a top-level module of its class: CBAM there loads timm's
+    CbamModule's weights strictly and computes the same, in torch and onnxruntime."""
+    from timm.layers.cbam import CbamModule
+    net = rc.compile(_gated({"op": "cbam"}))
+    assert "self.cbam1 = CbamModule(8)" in net.to_torch_source()
+    model = net.build_torch().eval()
+    peer = CbamModule(8).eval()
+    model.cbam1.load_state_dict(peer.state_dict(), strict=True)
+    x = torch.randn(2, 8, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.cbam1(x), peer(x), rtol=1e-6, atol=1e-6)
+    _torch_equals_onnx(net, tmp_path)
