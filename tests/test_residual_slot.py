@@ -143,3 +143,22 @@ def test_an_unknown_shortcut_and_a_slot_in_the_stem_are_one_line_errors() -> Non
     with pytest.raises(rc.SpecError) as e:
         rc.compile(_tiny(stem=[{"op": "shortcut"}]))
     assert "stem[0].op: a shortcut slot belongs in a block" in str(e.value)
+
+
+def test_a_specs_own_names_shadow_the_built_in_library() -> None:
+    """A block or module a spec declares under a built-in's name is the spec's own (a name the
+    library gains later cannot break the spec); the built-in one serves every other spec."""
+    own_block = copy.deepcopy(BRANCH_BOTTLENECK)
+    own_block["class_name"] = "MyBottleneck"
+    net = rc.compile(_tiny("bottleneck", blocks={"bottleneck": own_block}))
+    assert "class MyBottleneck(nn.Module)" in net.to_torch_source()
+    gate = {"class_name": "MyGate", "ops": [{"op": "act", "name": "gate", "fn": "sigmoid"},
+                                            {"op": "mul", "name": "gated", "input": ["x", "gate"]}]}
+    own = rc.compile(_tiny("basic", modules={"se": gate}, defaults={"attn": "se"}))
+    plain = rc.compile(_tiny("basic", defaults={"attn": "se"}))
+    assert "class MyGate(nn.Module)" in own.to_torch_source()
+    assert "SEModule" not in own.to_torch_source()
+    assert "class SEModule(nn.Module)" in plain.to_torch_source()
+    assert plain.total_params > own.total_params  # the gate has no weights
+    again = rc.compile(_tiny("basic", defaults={"attn": "se"}))  # no template kept from `own`
+    assert again.to_torch_source() == plain.to_torch_source()

@@ -86,15 +86,10 @@ class _Expander:
         self.max_params = max_params
         self.ctx = Context(conv_bias=spec.defaults.conv_bias)
         library = builtin_library()
-        for kind in ("blocks", "shortcuts"):
-            for name in getattr(spec, kind):
-                if name in getattr(library, kind):
-                    raise self.error((kind, name), f"{name!r} is a built-in {kind[:-1]}; "
-                                                   "give yours another name")
-        for name in spec.modules:
-            if name in library.modules:
-                raise self.error(("modules", name), f"{name!r} is a built-in module; give yours"
-                                 " another name")
+        # a spec's own blocks, shortcuts and modules shadow built-ins of the same name (one
+        # added to the library later included), as its params shadow the language's names
+        self.shadows_library = any(set(getattr(spec, kind)) & set(getattr(library, kind))
+                                   for kind in ("blocks", "shortcuts", "modules"))
         self.blocks = {**library.blocks, **spec.blocks}
         self.modules = {**library.modules, **spec.modules}
         self.module_templates: dict[tuple[Any, ...], ModuleTemplate] = {}
@@ -395,7 +390,8 @@ class _Expander:
         if key in self.templates:
             return self.templates[key]
         shared = None
-        if kind not in self.spec.blocks and shortcut not in self.spec.shortcuts:
+        if kind not in self.spec.blocks and shortcut not in self.spec.shortcuts \
+                and not self.shadows_library:
             shared = ("builtin", kind, shortcut, self.ctx, layer_key)
         template = _SHARED_TEMPLATES.get(shared) if shared else None
         if template is None:
