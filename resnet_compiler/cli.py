@@ -7,6 +7,7 @@ Errors print one line each (`file:line: spec.path: problem`), never a traceback 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import traceback
@@ -438,4 +439,19 @@ def entry_point() -> None:
     # 60 ms of a --check beside torch, Ray and onnxruntime. A value the user set is kept, and
     # the Python API (`import resnet_compiler`) leaves pydantic as it finds it.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _skip_plugin_loader()
+    # What the imports made lives as long as the process: the collector need not walk it again
+    # (4% of a --check)
+    gc.freeze()
     sys.exit(main())
+
+
+def _skip_plugin_loader() -> None:
+    """With plugins disabled, pydantic's plugin loader finds none, yet importing it imports
+    importlib.metadata (about 15 ms of a --check); a loader that finds none takes its place."""
+    if os.environ["PYDANTIC_DISABLE_PLUGINS"] in ("__all__", "1", "true"):
+        import types
+
+        loader = types.ModuleType("pydantic.plugin._loader", "No plugins: they are disabled.")
+        loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
+        sys.modules.setdefault(loader.__name__, loader)

@@ -5,6 +5,8 @@ it relies on in `use:`."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,14 +35,55 @@ def builtin_library_names() -> list[str]:
     return list(builtin_library_files())
 
 
-@lru_cache(maxsize=1)
-def builtin_library() -> Library:
+# Mixed into the JSON copy's name: a change to what _parsed returns makes old copies unused.
+_COPY_FORMAT = b"1"
+
+
+def parsed_library(files: list[Path], copies: Path) -> dict[str, dict[str, Any]]:
+    """The library files' data, merged. Parsing the YAML is a sixth of a --check, so the data is
+    also kept as JSON in `copies` (for the built-ins `builtin/__pycache__`, as Python keeps
+    bytecode), named by the hash of the files' text: an edited file is parsed again, and a
+    folder that cannot be written only costs the parse. JSON is data only; what it holds is
+    validated as the YAML would be."""
+    texts = [(path.name, path.read_bytes()) for path in files]
+    key = hashlib.sha256(_COPY_FORMAT + b"".join(
+        b"\0%s\0%d\0%s" % (name.encode(), len(text), text) for name, text in texts))
+    copy = copies / f"library.{key.hexdigest()[:20]}.json"
+    try:
+        return json.loads(copy.read_bytes())
+    except (OSError, ValueError):  # none yet, or a damaged one: parse
+        pass
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # our own files: the fast parser
     data: dict[str, dict[str, Any]] = {"blocks": {}, "modules": {}, "shortcuts": {}}
-    files = builtin_library_files().values()
-    for path in files:
-        for kind, items in yaml.load(path.read_text(), Loader=loader).items():  # noqa: S506 - safe
+    for _, text in texts:
+        for kind, items in yaml.load(text, Loader=loader).items():  # noqa: S506 - safe
             data[kind].update(items)
+    _keep(copy, data)
+    return data
+
+
+def _keep(path: Path, data: dict[str, Any]) -> None:
+    """Write the JSON copy (when it reads back as the same data: YAML has keys JSON lacks) and
+    remove the copies of earlier versions of the files."""
+    text = json.dumps(data, separators=(",", ":"))
+    if json.loads(text) != data:
+        return
+    try:
+        from ..outputs import write_atomic
+
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, text)
+        for old in path.parent.glob("library.*.json"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:  # a read-only install: parse each time
+        pass
+
+
+@lru_cache(maxsize=1)
+def builtin_library() -> Library:
+    files = list(builtin_library_files().values())
+    data = parsed_library(files, BUILTIN_DIR / "__pycache__")
     try:
         spec = Spec.model_validate({**_CARRIER, **data})
     except ValidationError:  # report it as any spec's problems: file, line and path

@@ -38,6 +38,7 @@ from .names import (
     check_identifier,
     check_variable,
 )
+from .tagged_choice import TaggedChoice, with_refs
 
 __all__ = ["OP_KINDS", "RESERVED_NAMES", "Block", "Check", "Defaults", "Head", "Input", "Library", "Loop",
            "Module", "ModuleCall", "Op", "Spec", "Stage", "json_schema"]
@@ -141,11 +142,11 @@ def _op_tag(value: Any) -> str | None:
     return kind if kind in _OP_MODELS else MODULE_TAG
 
 
-# A named alias: pydantic builds the union's schema once and refers to it wherever ops appear.
-Op = TypeAliasType("Op", Annotated[  # noqa: UP007
-    Union[tuple(Annotated[m, Tag(k)] for k, m in _OP_MODELS.items())  # noqa: UP007
-          + (Annotated[ModuleCall, Tag(MODULE_TAG)], Annotated[Loop, Tag(LOOP_TAG)])],
-    Discriminator(_op_tag)])
+# The members of the op union, by tag; pydantic builds a member's schema the first time a spec
+# uses its kind (language/tagged_choice.py), so start-up does not grow with the op table.
+_OP_MEMBERS: dict[str, type[BaseModel]] = {**_OP_MODELS, MODULE_TAG: ModuleCall, LOOP_TAG: Loop}
+_OP_CHOICE = TaggedChoice(_op_tag, _OP_MEMBERS, "_op_tag()", {"$ref": "Op"})
+Op = Annotated[Any, _OP_CHOICE]
 # A layer choice: an op kind (`gn`), an activation function (`silu`), or an op mapping without
 # name and when (`{op: gn, groups: 16}`).
 LayerChoice = Union[Identifier, dict[Identifier, Any]]  # noqa: UP007
@@ -367,7 +368,8 @@ class Head(_Model):
 
 
 PRE_LOGITS = "pre_logits"  # in a head list: where forward_head(pre_logits=True) stops
-HeadItem = Union[Op, Literal["pre_logits"]]  # noqa: UP007
+HeadItem = Annotated[Any, _OP_CHOICE.accepting(
+    PRE_LOGITS, json_schema={"anyOf": [{"$ref": "Op"}, {"const": PRE_LOGITS, "type": "string"}]})]
 
 
 def _head_or_none(value: Any) -> Any:
@@ -454,7 +456,13 @@ class Spec(Library):
 
 
 def json_schema() -> dict[str, Any]:
-    schema = Spec.model_json_schema()
+    schema = with_refs(Spec.model_json_schema())
+    # the op union, which the models refer to as #/$defs/Op: every member written out
+    members = tuple(Annotated[m, Tag(k)] for k, m in _OP_MEMBERS.items())
+    ops = TypeAdapter(TypeAliasType("Op", Annotated[Union[members], Discriminator(_op_tag)])  # noqa: UP007
+                      ).json_schema()
+    ops = with_refs(ops)
+    schema["$defs"] = dict(sorted({**schema["$defs"], **ops["$defs"]}.items()))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "resnet-spec.schema.json"
     schema["title"] = "resnet-compiler spec"
