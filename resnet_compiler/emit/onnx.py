@@ -82,7 +82,7 @@ def value_names(graph: nx.DiGraph, fold_bn: bool = True) -> dict[str, str]:
     out = graph.graph["output"]
     features = {node: name for name, node in (graph.graph.get("outputs") or {}).items()}
     for node, data in graph.nodes(data=True):
-        if data["op"] == "input":
+        if REGISTRY[data["op"]].graph_input:
             names[node] = INPUT_NAME
         elif node in features:  # a returned passthrough gets an Identity under its name
             names[node] = features[node]

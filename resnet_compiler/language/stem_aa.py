@@ -7,24 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..ops import SPEC_OPS
 from .load import Document, PathT
 
 
-def _strided_maxpool(op: Any) -> bool:
-    if not isinstance(op, dict) or op.get("op") != "maxpool":
-        return False
-    stride = op.get("stride", op.get("kernel"))
-    return isinstance(stride, int) and not isinstance(stride, bool) and stride > 1 \
-        and isinstance(op.get("name"), str)
-
-
-def _replacement(op: dict[str, Any], aa: str) -> list[dict[str, Any]]:
-    name, stride = op["name"], op.get("stride", op.get("kernel"))
-    if aa == "avg":
-        return [{"op": "avgpool", "name": name, "kernel": stride, "stride": stride}]
-    kept = {k: v for k, v in op.items() if k not in ("name", "stride")}
-    return [{**kept, "name": f"{name}.0", "stride": 1},
-            {"op": "blurpool", "name": f"{name}.1", "stride": stride}]
+def _replacement(op: Any, aa: str) -> list[Any] | None:
+    """What the op table says a stem op becomes under `aa` (a strided max pool: anti-aliased)."""
+    kind = op.get("op") if isinstance(op, dict) else None
+    return SPEC_OPS[kind].stem_anti_alias(op, aa) if kind in SPEC_OPS else None
 
 
 def anti_aliased_stem(doc: Document) -> Document:
@@ -35,12 +25,12 @@ def anti_aliased_stem(doc: Document) -> Document:
     defaults, stem = data.get("defaults"), data.get("stem")
     aa = defaults.get("aa") if isinstance(defaults, dict) else None
     if aa not in ("avg", "blur") or not isinstance(stem, list) \
-            or not any(_strided_maxpool(op) for op in stem):
+            or not any(_replacement(op, aa) for op in stem):
         return doc
     new_stem: list[Any] = []
     origin: list[int] = []  # the old index of each new op
     for i, op in enumerate(stem):
-        ops = _replacement(op, aa) if _strided_maxpool(op) else [op]
+        ops = _replacement(op, aa) or [op]
         new_stem += ops
         origin += [i] * len(ops)
     lines: dict[PathT, int] = {p: v for p, v in doc.lines.items() if p[:1] != ("stem",)}

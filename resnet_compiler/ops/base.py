@@ -226,6 +226,7 @@ class OpDef:
     # in a head, the last op that can classify is the classifier: forward_head(pre_logits=True)
     # returns what it reads
     classifier: ClassVar[bool] = False
+    graph_input: ClassVar[bool] = False  # the network's input (the ONNX graph input's value)
 
     # -- spec side --------------------------------------------------------------------------------
     def sources(self, op: OpModel, ctx: Context) -> dict[str, Any]:
@@ -308,6 +309,11 @@ class OpDef:
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str | None:
         """The constructor expression, with sizes as source text; None for ops without a module."""
         raise NotImplementedError
+
+    def stem_anti_alias(self, op: Mapping[str, Any], aa: str) -> list[dict[str, Any]] | None:
+        """What this op (raw spec data) becomes in a stem with `defaults.aa` (timm's aa_layer
+        reaches the stem's strided max pool); None: it stays as it is."""
+        return None
 
     def label(self, exprs: Mapping[str, Expr]) -> str:
         """The op in a generated block's docstring (`conv3x3-bn-relu`), given its size fields

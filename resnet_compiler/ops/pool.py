@@ -109,6 +109,21 @@ class MaxPoolOp(_WindowPool):
     kind = "maxpool"
     model = MaxPool
 
+    def stem_anti_alias(self, op: Mapping[str, Any], aa: str) -> list[dict[str, Any]] | None:
+        """A named strided max pool, as timm's aa_layer has it: `avg` a 2x2 average pool of the
+        stride (aa_layer(2)), `blur` a stride-1 max pool then a strided blur pool (`NAME.0`,
+        `NAME.1`)."""
+        stride = op.get("stride", op.get("kernel"))
+        if not (isinstance(stride, int) and not isinstance(stride, bool) and stride > 1
+                and isinstance(op.get("name"), str)):
+            return None
+        name = op["name"]
+        if aa == "avg":
+            return [{"op": "avgpool", "name": name, "kernel": stride, "stride": stride}]
+        kept = {k: v for k, v in op.items() if k not in ("name", "stride")}
+        return [{**kept, "name": f"{name}.0", "stride": 1},
+                {"op": "blurpool", "name": f"{name}.1", "stride": stride}]
+
     def torch_module(self, src: Mapping[str, Any], in_channels: str, inplace: bool) -> str:
         args = [*self._window_args(src), f"padding={text(src['padding'])}"]
         if src["ceil_mode"]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 class InputOp(OpDef):
     kind = "input"
+    graph_input = True
 
     def shape(self, attrs: Attrs, inputs: Sequence[Shape]) -> Shape:
         return tuple(attrs["input_shape"])
