@@ -12,10 +12,8 @@ from ..errors import SpecError
 from ..language.expr import Expr, ExprError, Value
 from ..language.references import same_kind
 from ..ops import REGISTRY, OpDef
-from .templates import Item, LoopTemplate, OpTemplate
+from .templates import Item, LoopTemplate, OpTemplate, Origin
 from .wiring import BLOCK_INPUT, parse_ref
-
-Origin = tuple[str | int, ...]  # a spec path, for errors
 
 Port = tuple[str, int | None]  # a node relative to the block ("" is its input), and a part
 

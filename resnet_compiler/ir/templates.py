@@ -13,6 +13,8 @@ from typing import Any, Union
 
 from ..language.expr import Expr, Value
 
+Origin = tuple[str | int, ...]  # a spec path, for errors
+
 # Where a block stands, as its expressions see it, and the values a class's constructor takes by
 # default for them.
 POSITION_DEFAULTS: dict[str, Value] = {
