@@ -151,3 +151,22 @@ def test_a_damaged_or_unwritable_copy_costs_only_the_parse(tmp_path: Path) -> No
     blocked = tmp_path / "a_file"
     blocked.write_text("")
     assert parsed_library(files, blocked / "__pycache__") == expected  # cannot be created
+
+
+def test_ops_nested_past_the_limit_are_one_error() -> None:
+    """Each op is validated on its own, out of sight of pydantic's own depth limit; loops nested
+    past 64 are refused in one line, as pydantic refused them."""
+    import resnet_compiler as rc
+    from resnet_compiler.language.tagged_choice import MAX_NESTING
+
+    def nested(depth: int) -> dict:
+        op: dict = {"op": "relu"}
+        for _ in range(depth):
+            op = {"repeat": 1, "ops": [op]}
+        return {**yaml.safe_load(SMALL), "blocks": {"b": {"branch": [op]}},
+                "stages": [{"block": "b", "depth": 1, "channels": 8}]}
+
+    with pytest.raises(rc.SpecError) as e:
+        rc.compile(nested(MAX_NESTING + 5))
+    (line,) = str(e.value).splitlines()
+    assert line.endswith(f"ops nest more than {MAX_NESTING} deep (got dict)"), line

@@ -10,11 +10,22 @@ with the member's tag after the item's index.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic_core import PydanticKnownError, SchemaValidator, core_schema
+from pydantic_core import (
+    PydanticCustomError,
+    PydanticKnownError,
+    SchemaValidator,
+    core_schema,
+)
+
+# Members validated inside members (a loop's ops, a loop in a loop): each is a validation of its
+# own, which pydantic's depth limit does not see, so the nesting has a limit here.
+MAX_NESTING = 64
+_nesting = threading.local()
 
 
 class TaggedChoice:
@@ -53,7 +64,15 @@ class TaggedChoice:
         validator = self._validators.get(tag)
         if validator is None:
             validator = self._validators[tag] = self._validator(tag)
-        return validator.validate_python(value)
+        depth = getattr(_nesting, "depth", 0)
+        if depth >= MAX_NESTING:
+            raise PydanticCustomError("nesting_too_deep", "ops nest more than {limit} deep",
+                                      {"limit": MAX_NESTING})
+        _nesting.depth = depth + 1
+        try:
+            return validator.validate_python(value)
+        finally:
+            _nesting.depth = depth
 
     def _validator(self, tag: str) -> SchemaValidator:
         """One member's validator: a tagged union of that member alone, so that its errors carry
