@@ -352,3 +352,16 @@ def test_cbam_in_the_stem_is_timms_cbam_module(tmp_path: Any) -> None:
     with torch.no_grad():
         torch.testing.assert_close(model.cbam1(x), peer(x), rtol=1e-6, atol=1e-6)
     _torch_equals_onnx(net, tmp_path)
+
+
+def test_a_loop_inside_a_loop_is_one_spec_error() -> None:
+    inner = {"repeat": 2, "ops": [{"op": "relu", "name": "r"}]}
+    block = {"out_channels": "channels", "branch": [
+        {"op": "conv", "name": "c", "channels": "channels", "kernel": 3},
+        {"repeat": 2, "index": "j", "ops": [inner]}]}
+    spec = _gated()
+    spec.update(blocks={"b": block}, stages=[{"block": "b", "depth": 1, "channels": 8}])
+    with pytest.raises(SpecError) as e:
+        rc.compile(spec)
+    assert "blocks.b.branch[1]: loops do not nest" in str(e.value)
+    assert len(str(e.value).splitlines()) == 1

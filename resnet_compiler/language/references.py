@@ -152,12 +152,13 @@ def _ops(data: Mapping[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
     loops opened."""
     found: list[tuple[Path, dict[str, Any]]] = []
 
-    def walk(items: Any, path: Path) -> None:
-        if not isinstance(items, list):
+    def walk(items: Any, path: Path, depth: int = 0) -> None:
+        # loops do not nest; deeper ones are the models' one error, not a deep recursion here
+        if not isinstance(items, list) or depth > 1:
             return
         for i, op in enumerate(items):
             if isinstance(op, dict) and "repeat" in op and "op" not in op:
-                walk(op.get("ops"), (*path, i, "ops"))
+                walk(op.get("ops"), (*path, i, "ops"), depth + 1)
             elif isinstance(op, dict):
                 found.append(((*path, i), op))
 
@@ -165,7 +166,7 @@ def _ops(data: Mapping[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
     head = data.get("head")
     if isinstance(head, dict):
         walk(head.get("pre"), ("head", "pre"))
-    for kind, sections in (("blocks", ("branch", "post")), ("modules", ("ops",))):
+    for kind, sections in (("blocks", ("branch", "post", "ops")), ("modules", ("ops",))):
         group = data.get(kind)
         for name, body in (group.items() if isinstance(group, dict) else ()):
             for section in sections:

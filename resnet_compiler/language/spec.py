@@ -116,6 +116,9 @@ class Loop(_Model):
     @model_validator(mode="after")
     def _index_name(self) -> "Loop":
         _variable(self.index)
+        if any(isinstance(op, Loop) for op in self.ops):
+            raise ValueError("loops do not nest; make the inner loop a module's ops and call the"
+                             " module in the outer loop")
         return self
 
 
