@@ -118,6 +118,22 @@ def flat_text(path: Path | str) -> str:
     return rc.compile(path).to_spec_yaml()
 
 
+def torch_and_onnx(net, tmp_path: Path, seed: int = 1):
+    """The generated model (eval, seeded weights), its outputs on a seeded batch of two, and
+    onnxruntime's on the same batch from the ONNX file written with those weights (its path)."""
+    import onnxruntime as ort
+    torch.manual_seed(0)
+    model = net.build_torch().eval()
+    path = tmp_path / "m.onnx"
+    net.to_onnx(path, weights=model.state_dict())
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    return model, want, got, path
+
+
 def assert_computes_like(net, peer: torch.nn.Module, tmp_path: Path, size: int = 64) -> None:
     """The compiled network with the peer's state_dict (strict) computes the peer's outputs:
     torch within 1e-5, and its any-size ONNX file in onnxruntime within 1e-4. Where fp32 rounding

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
-from support import ROOT, flat_spec, run_cli
+from support import ROOT, flat_spec, run_cli, torch_and_onnx
 
 import resnet_compiler as rc
 from resnet_compiler.errors import SpecError
@@ -132,16 +132,8 @@ def test_a_chain_written_with_inputs_is_the_same_network() -> None:
 
 
 def _run_both(spec: dict[str, Any], tmp_path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
-    torch.manual_seed(0)
-    net = rc.compile(spec)
-    model = net.build_torch().eval()
-    path = tmp_path / "m.onnx"
-    net.to_onnx(path, weights=model.state_dict())
-    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        want = model(x).numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return want, session.run(None, {"input": x.numpy()})[0], onnx.load(str(path))
+    _, want, got, path = torch_and_onnx(rc.compile(spec), tmp_path, seed=3)
+    return want, got, onnx.load(str(path))
 
 
 def test_unequal_split_sizes_agree_in_torch_and_onnxruntime(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 import torchvision
+from support import torch_and_onnx
 
 import resnet_compiler as rc
 
@@ -57,15 +57,7 @@ def _code(net: rc.CompiledNetwork) -> list[str]:
 
 
 def _onnx_equals_torch(net: rc.CompiledNetwork, tmp_path: Path) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = net.build_torch().eval()
-    path = tmp_path / "m.onnx"
-    net.to_onnx(path, weights=model.state_dict())
-    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want = model(x).numpy()
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"input": x.numpy()})[0]
+    model, want, got, _ = torch_and_onnx(net, tmp_path)
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
     return model
 

@@ -13,7 +13,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..ir.templates import BlockInstance, Layout
+from ..ir.templates import BlockInstance, Layout, owning_block
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,7 @@ def membership(graph: Any, layout: Layout) -> Membership:
     top: list[str] = []
     owner: dict[str, str] = {}
     for node in graph.nodes:
-        head = node.rpartition(".")[0]
-        while head and head not in ids:
-            head = head.rpartition(".")[0]
+        head = owning_block(node, ids)
         if head:
             nodes[head].append(node)
             owner[node] = head

@@ -5,6 +5,7 @@ A part of the expander (ir/expand.py), which mixes the parts together."""
 from __future__ import annotations
 
 from ..messages import did_you_mean
+from .templates import owning_block
 
 
 class FeatureOutputs:
@@ -26,9 +27,7 @@ class FeatureOutputs:
         block_of = {b.id: stage for stage in self.layout.stages for b in stage.blocks}
         ends: dict[str, str] = {}
         for node in self.nodes:
-            block = node.rpartition(".")[0]
-            while block and block not in block_of:
-                block = block.rpartition(".")[0]
+            block = owning_block(node, block_of)
             if block:
                 ends[block] = node
         for stage in self.layout.stages:

@@ -151,3 +151,12 @@ class Layout:
     head: list[TopOp] = field(default_factory=list)
     zero_init_last_norm: bool = False
     pre_logits: int | None = None  # a head list: how many head ops forward_head(pre_logits) runs
+
+
+def owning_block(node: str, block_ids: set[str] | dict[str, Any]) -> str:
+    """The block a node id belongs to: the longest block id that prefixes it (block ids may hold
+    dots, as `s1.b1`); "" for the stem and head."""
+    head = node.rpartition(".")[0]
+    while head and head not in block_ids:
+        head = head.rpartition(".")[0]
+    return head
