@@ -154,3 +154,21 @@ def test_a_specs_own_names_shadow_the_built_in_library() -> None:
     assert plain.total_params > own.total_params  # the gate has no weights
     again = rc.compile(_tiny("basic", defaults={"attn": "se"}))  # no template kept from `own`
     assert again.to_torch_source() == plain.to_torch_source()
+
+
+def test_a_chain_under_one_name_is_one_sequential_called_once() -> None:
+    """Ops named `proj.0`, `proj.1` that form a chain are one nn.Sequential, built under their
+    shared condition and called once (torchvision's `self.proj`); where only some members are
+    conditional, the others are nn.Identity() when off (timm's avg downsample)."""
+    block = _ops_block(when="stride >= 1")
+    block["ops"][-3]["name"] = "proj"
+    block["ops"][-2].update(input=["bn3", "proj"], name="sum")
+    src = rc.compile(_tiny("mine", blocks={"mine": block})).to_torch_source()
+    assert "        if stride >= 1:\n            self.proj = nn.Sequential(" in src
+    assert "        else:\n            self.proj = None" in src
+    assert "shortcut = x if self.proj is None else self.proj(x)" in src or \
+        "out = x if self.proj is None else self.proj(x)" in src
+    assert "self.proj[0]" not in src
+    avg = rc.compile("regnetv_064").to_torch_source()
+    assert "else nn.Identity()," in avg and "out = self.downsample(act1)" in avg
+    assert "self.downsample[0]" not in avg

@@ -24,7 +24,8 @@ def indented(lines: Iterable[str], depth: int = 2) -> list[str]:
     return [f"{INDENT * depth}{line}" if line else "" for line in lines]
 
 
-def group_modules(modules: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
+def group_modules(modules: list[tuple[str, list[str]]],
+                  conditions: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Modules with dotted paths as nested containers, per top-level name: an nn.Sequential,
     positional where the keys are 0, 1, ..., named otherwise, as torchvision and timm hold such
     groups (torchvision's Conv2dNormActivation); the forward reads its children one by one."""
@@ -35,7 +36,12 @@ def group_modules(modules: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
     out = {}
     for top, children in grouped.items():
         body = holder(nest(children))
-        out[top] = [f"self.{top} = {body[0]}", *body[1:]]
+        lines = [f"self.{top} = {body[0]}", *body[1:]]
+        condition = (conditions or {}).get(top)
+        if condition is not None:  # built where its members' one condition holds, else None
+            lines = [f"if {condition}:", *(INDENT + line for line in lines), "else:",
+                     f"{INDENT}self.{top} = None"]
+        out[top] = lines
     return out
 
 

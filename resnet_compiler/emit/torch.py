@@ -84,7 +84,7 @@ def _branch(t: BlockTemplate) -> tuple[list[str], list[str], str, Body]:
     v.forward.append("@residual")
     v.emit(t.post)
     projection_in = v.channels[t.projection_from] if t.projection_from else "in_channels"
-    groups = group_modules(v.groups)
+    groups = group_modules(v.groups, v.group_conditions)
     init = [line for item in v.init
             for line in (groups[item[7:]] if item.startswith("@group:") else [item])]
     return init, v.forward, projection_in, v

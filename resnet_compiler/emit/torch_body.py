@@ -63,9 +63,40 @@ class Body:
         self.conditional: dict[str, tuple[str, str]] = {}
         self.fresh: dict[str, bool] = {BLOCK_INPUT: False, RESIDUAL: True}
         self.keep = keep  # a value stored apart before it is overwritten (pre-activation)
+        self.chains = self._chain_groups()
+        # a chain whose members share one condition is built, and called, under it as a whole
+        self.group_conditions: dict[str, str] = {}
+        for top, members in self.chains.items():
+            whens = {op.when.source if op.when is not None else None for op in members}
+            if len(whens) == 1 and None not in whens:
+                self.group_conditions[top] = whens.pop()
         self.init: list[str] = []
         self.forward: list[str] = []
         self.groups: list[tuple[str, list[str]]] = []
+
+    def _chain_groups(self) -> dict[str, list[OpTemplate]]:
+        """Dotted groups (`downsample.0`, `downsample.1`) that are a chain: consecutive modules,
+        each reading only the one before, whose values nothing else reads. Such a group is one
+        nn.Sequential called once, as torchvision and timm call their downsample."""
+        by_top: dict[str, list[int]] = {}
+        for k, op in enumerate(self.ops):
+            if "." in op.name and op.name not in self.loop_of:
+                by_top.setdefault(op.name.partition(".")[0], []).append(k)
+        out = {}
+        for top, ks in by_top.items():
+            members = [self.ops[k] for k in ks]
+            ok = len(ks) > 1 and ks == list(range(ks[0], ks[0] + len(ks))) and all(
+                op.name.count(".") == 1 and op.module is None
+                and not REGISTRY[op.kind].functional and op.name != self.keep
+                for op in members) and len(members[0].inputs) == 1
+            ok = ok and not any(op.name.partition(".")[0] == top for op in self.ops
+                                if op not in members)
+            for prev, op in zip(members, members[1:], strict=False):
+                ok = ok and op.inputs == (prev.name,) and \
+                    self.readers.get(prev.name, []) == [self.index[op.name]]
+            if ok:
+                out[top] = members
+        return out
 
     def attribute(self, name: str) -> str:
         """The attribute that keeps constructor value `name` for forward: its own name, unless
@@ -165,7 +196,16 @@ class Body:
                 ctor = module_expr(op, in_ch, inplace=may_inplace)
                 self.place_module(op, ctor, init, loop)
                 call = opdef.torch_call(path, args)
-        if op.when is None:
+        top = op.name.partition(".")[0]
+        chain = self.chains.get(top) if loop is None else None
+        if chain is not None and op is not chain[-1]:
+            target = args[0]  # the group is called once, at its last member
+        elif chain is not None:
+            call = f"self.{top}({args[0]})"
+            if top in self.group_conditions:
+                call = f"{args[0]} if self.{top} is None else {call}"
+            forward.append(f"{target} = {call}")
+        elif op.when is None:
             forward.append(f"{target} = {call}")
         else:
             flag = self.flag(op, init, loop)
@@ -230,8 +270,13 @@ class Body:
             top = op.name.partition(".")[0]
             if not any(m.partition(".")[0] == top for m, _ in self.groups):
                 init.append(f"@group:{top}")  # the container goes where it first appears
-            self.groups.append((op.name, [ctor if op.when is None
-                                          else f"{ctor} if {op.when.source} else None"]))
+            if op.when is None or top in self.group_conditions:
+                member = ctor  # the whole group is built under its members' one condition
+            elif top in self.chains:
+                member = f"{ctor} if {op.when.source} else nn.Identity()"  # timm's way
+            else:
+                member = f"{ctor} if {op.when.source} else None"
+            self.groups.append((op.name, [member]))
         elif op.when is None:
             init.append(f"{path} = {ctor}")
         else:
@@ -405,7 +450,7 @@ def module_class(t: ModuleTemplate) -> list[str]:
     if params:
         signature += ["*", *(f"{k}: {type(t.params[k]).__name__} = {t.params[k]!r}"
                              for k in params)]
-    groups = group_modules(body.groups)
+    groups = group_modules(body.groups, body.group_conditions)
     init = ["super().__init__()"]
     init += [f"{k} = {e.source}" for k, e in t.vars if k in used]
     init += [line for item in body.init
