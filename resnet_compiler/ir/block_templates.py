@@ -261,10 +261,7 @@ class Templates:
                 n = len(op.ops)
                 body = self.body_templates(op.ops, names[k:k + n], inputs[k:k + n], layers,
                                            known, alias, origin, (*where, i, "ops"))
-                k += n
-                if any(isinstance(b, LoopTemplate) for b in body):
-                    raise self.error((*where, i), "loops do not nest; make the inner loop a"
-                                     " module's")
+                k += n  # the spec model refuses a loop inside a loop
                 count = Expr.parse(str(op.repeat)).partial(known)
                 self.check_constants((*where, i), {"repeat": count})
                 if body:

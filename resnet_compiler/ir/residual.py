@@ -46,6 +46,8 @@ def residual_form(block: Any) -> Any | None:
     if output not in before or (source != BLOCK_INPUT and source not in before):
         return None
     post = ops[i + 2:]
+    if post and not hasattr(post[0], "op"):  # a loop right after the add: ordinary ops
+        return None
     if post and post[0].input not in (None, RESIDUAL):
         return None
     return block.model_copy(update={
